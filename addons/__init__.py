@@ -1,0 +1,1 @@
+"""mitmproxy addons for exportJobs traffic."""

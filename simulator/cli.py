@@ -1,0 +1,125 @@
+"""The ``exportjobs`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from simulator.emulator import EmulatorConfig, start_emulator
+from simulator.graph import is_guid
+
+UNSAFE_BANNER = (
+    "!!! UNSAFE: --unsafe-race-window-ms {ms:g} !!!\n"
+    "!!! This emulator is DELIBERATELY BROKEN: its duplicate check and its insert are\n"
+    "!!! {ms:g} ms apart, so concurrent identical creates can each get 201 Created.\n"
+    "!!! It exists to prove that race checks catch that. Never treat it as Graph."
+)
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _guid(text: str) -> str:
+    if not is_guid(text):
+        raise argparse.ArgumentTypeError(f"expected a GUID like 9ab0fcab-c1d4-4b26-963b-a3c33155f853, got {text!r}")
+    return text
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the exportJobs emulator")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 = any free)")
+    p.add_argument("--start-after", type=_non_negative, default=2.0, metavar="S",
+                   help="seconds a job stays notStarted (default 2)")
+    p.add_argument("--run-for", type=_non_negative, default=5.0, metavar="S",
+                   help="seconds a job stays running before it succeeds (default 5)")
+    p.add_argument("--known-org", type=_guid, action="append", metavar="GUID",
+                   help="a known goalsOrganizationId (repeatable); others get 404")
+    p.add_argument("--unsafe-race-window-ms", type=_non_negative, default=0.0, metavar="MS",
+                   help="DELIBERATELY BROKEN: await MS between duplicate check and insert")
+    p.add_argument("--quiet", action="store_true", help="do not log each request")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = EmulatorConfig(
+        start_after=args.start_after,
+        run_for=args.run_for,
+        known_organizations=args.known_org,
+        unsafe_race_window_ms=args.unsafe_race_window_ms,
+    )
+    if config.unsafe_race_window_ms > 0:
+        print(UNSAFE_BANNER.format(ms=config.unsafe_race_window_ms), file=sys.stderr, flush=True)
+    return asyncio.run(_serve_until_stopped(config, args.host, args.port, not args.quiet))
+
+
+async def _serve_until_stopped(config: EmulatorConfig, host: str, port: int, access_log: bool) -> int:
+    try:
+        emulator = await start_emulator(config, host=host, port=port, access_log=access_log)
+    except OSError as exc:
+        hint = "pick another with --port" if exc.errno == errno.EADDRINUSE else "check --host"
+        print(f"exportjobs serve: cannot listen on {host}:{port}: {exc.strerror}; {hint}",
+              file=sys.stderr)
+        return 3
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"exportjobs emulator on {emulator.url}/beta/employeeExperience/goals/exportJobs "
+          f"(control API: {emulator.url}/_emulator); Ctrl-C stops it", flush=True)
+    await stop.wait()
+    await emulator.close()
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the main job: see the duplicate-create race end to end")
+    p.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from simulator.demo import run_demo
+
+    return asyncio.run(run_demo())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="exportjobs",
+        description="Emulate, record, replay and race Microsoft Graph's Viva Goals exportJobs API.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(sub)
+    _add_demo(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

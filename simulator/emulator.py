@@ -1,0 +1,481 @@
+"""An aiohttp emulator of Graph's exportJobs service.
+
+``create_app`` builds the application; ``start_emulator`` runs it on a real socket
+in-process (port 0 picks a free port) for tests and other commands. Handlers raise
+``GraphError``; one middleware renders every error as a Graph error body and stamps the
+``request-id`` / ``client-request-id`` headers on every response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import re
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from simulator.auth import check_authorization
+from simulator.graph import (
+    JOB_PROPERTIES,
+    GraphError,
+    is_guid,
+    new_request_id,
+)
+from simulator.jobs import Clock, JobStore, export_csv, is_well_formed_job_id
+from simulator.routes import ExportJobsRoute, match_exportjobs
+
+log = logging.getLogger("exportjobs.emulator")
+
+ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+ERROR_JSON = "application/json"
+
+
+@dataclass
+class EmulatorConfig:
+    start_after: float = 2.0
+    run_for: float = 5.0
+    known_organizations: list[str] | None = None
+    unsafe_race_window_ms: float = 0.0
+    max_body_bytes: int = 1024 * 1024
+    retry_after_cap_s: int = 60
+    arrival_log_size: int = 100_000
+
+
+@dataclass
+class Arrival:
+    monotonic_us: int
+    status: int = 0
+    job_id: str | None = None
+
+
+@dataclass
+class ArrivalLog:
+    """Server-side arrival times of creates, so race tests can see how tight a burst was."""
+
+    entries: deque[Arrival] = field(default_factory=deque)
+
+    def record(self) -> Arrival:
+        arrival = Arrival(time.monotonic_ns() // 1000)
+        self.entries.append(arrival)
+        return arrival
+
+
+CONFIG = web.AppKey("config", EmulatorConfig)
+CLOCK = web.AppKey("clock", Clock)
+STORE = web.AppKey("store", JobStore)
+ARRIVALS = web.AppKey("arrivals", ArrivalLog)
+
+Handler = Callable[[web.Request, ExportJobsRoute], Awaitable[web.StreamResponse]]
+
+
+# --- cross-cutting -----------------------------------------------------------------------
+
+
+def _error_response(request: web.Request, err: GraphError) -> web.Response:
+    request_id, client_request_id = request["ids"]
+    return web.Response(
+        status=err.status,
+        body=err.body(request_id, client_request_id),
+        headers={"Content-Type": ERROR_JSON, **err.headers},
+    )
+
+
+_HTTP_ERRORS = {
+    405: ("BadRequest", "The HTTP method is not allowed for the request URI."),
+    413: ("RequestEntityTooLarge", "The request body is larger than the service accepts."),
+}
+
+
+@web.middleware
+async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    request_id = new_request_id()
+    client_request_id = request.headers.get("client-request-id") or request_id
+    request["ids"] = (request_id, client_request_id)
+    try:
+        response = await handler(request)
+    except GraphError as err:
+        response = _error_response(request, err)
+    except web.HTTPException as exc:
+        code, message = _HTTP_ERRORS.get(exc.status, ("BadRequest", exc.reason))
+        response = _error_response(request, GraphError(exc.status, code, message))
+    except Exception:  # a bug of ours: still a Graph error, and logged for us to fix
+        log.exception("unhandled error for %s %s", request.method, request.path)
+        response = _error_response(
+            request, GraphError(500, "generalException", "An internal emulator error occurred.")
+        )
+    response.headers["request-id"] = request_id
+    response.headers["client-request-id"] = client_request_id
+    return response
+
+
+def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> web.Response:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    all_headers = {"Content-Type": ODATA_JSON}
+    if headers:
+        all_headers.update(headers)
+    return web.Response(status=status, body=body, headers=all_headers)
+
+
+def _base_url(request: web.Request) -> str:
+    """Scheme and host the client called, honouring a proxy's X-Forwarded-* headers."""
+    headers = request.headers
+    proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip() or request.scheme
+    host = headers.get("X-Forwarded-Host", "").split(",")[0].strip() or request.host
+    return f"{proto}://{host}"
+
+
+def _job_url(request: web.Request, route: ExportJobsRoute, job_id: str) -> str:
+    return f"{_base_url(request)}{route.prefix}/{job_id}"
+
+
+def _authorize(request: web.Request, *, write: bool) -> None:
+    failure = check_authorization(request.headers.get("Authorization"), write=write)
+    if failure is not None:
+        raise GraphError(failure.status, failure.code, failure.message)
+
+
+# --- exportJobs handlers -------------------------------------------------------------------
+
+_BAD_JSON = GraphError(
+    400,
+    "BadRequest",
+    "Unable to read JSON request payload. Please ensure Content-Type header is set and "
+    "payload is of valid JSON format.",
+)
+_CREATE_FIELDS = {
+    "goalsOrganizationId": "invalidGoalsOrganizationId",
+    "explorerViewId": "invalidExplorerViewId",
+}
+
+
+async def _read_json_object(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise GraphError(
+            415,
+            "unsupportedMediaType",
+            f"Content-Type must be 'application/json', not '{request.content_type}'.",
+        )
+    limit = request.app[CONFIG].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise GraphError(413, *_HTTP_ERRORS[413])
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise _BAD_JSON from None
+    if not isinstance(body, dict):
+        raise _BAD_JSON
+    return body
+
+
+def _validate_create(body: dict[str, Any]) -> tuple[str, str]:
+    for name, inner_code in _CREATE_FIELDS.items():
+        if not is_guid(body.get(name)):
+            label = name[0].upper() + name[1:]
+            raise GraphError(
+                400,
+                "badRequest",
+                f"'{label}' must be specified in 'Export Job', and it should be a valid GUID.",
+                inner_code=inner_code,
+            )
+    extra = [k for k in body if k not in _CREATE_FIELDS and k != "@odata.type"]
+    if extra:
+        raise GraphError(
+            400,
+            "badRequest",
+            f"The property '{extra[0]}' does not exist on type 'microsoft.graph.goalsExportJob'.",
+        )
+    return body["goalsOrganizationId"], body["explorerViewId"]
+
+
+async def create_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
+    arrival = request.app[ARRIVALS].record()
+    try:
+        response = await _create_job(request, route, arrival)
+    except GraphError as err:
+        arrival.status = err.status
+        raise
+    arrival.status = response.status
+    return response
+
+
+async def _create_job(request: web.Request, route: ExportJobsRoute, arrival: Arrival) -> web.Response:
+    _authorize(request, write=True)
+    organization_id, view_id = _validate_create(await _read_json_object(request))
+    store = request.app[STORE]
+    if not store.organization_known(organization_id):
+        raise GraphError(
+            404, "notFound", "Goals organization not found", inner_code="goalsOrganizationIdNotFound"
+        )
+    window_ms = request.app[CONFIG].unsafe_race_window_ms
+    if window_ms > 0:
+        job, created = await _unsafe_create(store, organization_id, view_id, window_ms)
+    else:
+        job, created = store.create(organization_id, view_id)  # check + insert, no await between
+    arrival.job_id = job.id
+    url = _job_url(request, route, job.id)
+    if not created:
+        raise GraphError(
+            409,
+            "notAllowed",
+            "Another export job is still active or waiting to be executed",
+            target=job.id,
+            inner_code="exportJobAlreadyExists",
+            inner_key="innererror",  # as in Graph's own 409 example
+            headers={"Location": url},
+        )
+    return _json(201, job.to_graph(store.clock.now(), url), {"Location": url})
+
+
+async def _unsafe_create(store: JobStore, organization_id: str, view_id: str, window_ms: float):
+    """Deliberately broken: other creates may run between the check and the insert."""
+    pending = store.pending_job(organization_id, view_id)
+    if pending is not None:
+        return pending, False
+    await asyncio.sleep(window_ms / 1000)
+    return store.insert(organization_id, view_id), True
+
+
+_FILTER_CLAUSE = re.compile(r"^\s*([A-Za-z_@.]+)\s+(\w+)\s+'([^']*)'\s*$")
+
+
+def _parse_filter(expr: str) -> set[str] | None:
+    """The organization ids a ``$filter`` asks for (None: no filter); bad filters raise."""
+    if not expr.strip():
+        return None
+    clauses = [_FILTER_CLAUSE.match(c) for c in re.split(r"\s+and\s+", expr.strip(), flags=re.I)]
+    if any(m is None for m in clauses):
+        raise GraphError(
+            400,
+            "badRequest",
+            f"Invalid filter clause: {expr!r}. Use goalsOrganizationId eq '<guid>'.",
+        )
+    bad = [m[1] for m in clauses if m[1].lower() != "goalsorganizationid"]  # type: ignore[index]
+    if bad:
+        raise GraphError(400, "badRequest", f"Invalid filter keys found: {', '.join(bad)}")
+    ops = [m[2] for m in clauses if m[2].lower() != "eq"]  # type: ignore[index]
+    if ops:
+        raise GraphError(400, "badRequest", f"Unsupported filter operator: {ops[0]}. Use eq.")
+    return {m[3].lower() for m in clauses}  # type: ignore[index]
+
+
+def _parse_select(request: web.Request) -> list[str] | None:
+    raw = request.query.get("$select")
+    if raw is None:
+        return None
+    wanted = [p.strip() for p in raw.split(",") if p.strip()]
+    for prop in wanted:
+        if prop not in JOB_PROPERTIES:
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"Could not find a property named '{prop}' on type 'microsoft.graph.goalsExportJob'.",
+            )
+    return wanted
+
+
+def _project(job: dict[str, object], select: list[str] | None) -> dict[str, object]:
+    if select is None:
+        return job
+    return {"@odata.type": job["@odata.type"], **{p: job[p] for p in select}}
+
+
+async def list_jobs(request: web.Request, route: ExportJobsRoute) -> web.Response:
+    _authorize(request, write=False)
+    organizations = _parse_filter(request.query.get("$filter", ""))
+    select = _parse_select(request)
+    store = request.app[STORE]
+    now = store.clock.now()
+    if organizations is None:
+        jobs = store.list()
+    elif len(organizations) == 1:
+        jobs = store.list(organizations.pop())
+    else:  # "eq a and eq b" with a != b matches nothing
+        jobs = []
+    value = [_project(job.to_graph(now, _job_url(request, route, job.id)), select) for job in jobs]
+    return _json(200, {"value": value})
+
+
+def _find_job(request: web.Request, route: ExportJobsRoute):
+    job_id = route.job_id or ""
+    if not is_well_formed_job_id(job_id):
+        raise GraphError(400, "badRequest", "Invalid JobKey specified", inner_code="unknown")
+    job = request.app[STORE].jobs.get(job_id)
+    if job is None:
+        raise GraphError(
+            404, "notFound", "Specified export job not found", inner_code="exportJobNotFound"
+        )
+    return job
+
+
+async def get_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
+    _authorize(request, write=False)
+    job = _find_job(request, route)
+    select = _parse_select(request)
+    store = request.app[STORE]
+    now = store.clock.now()
+    headers = {}
+    if job.status(now) in ("notStarted", "running"):
+        cap = request.app[CONFIG].retry_after_cap_s
+        headers["Retry-After"] = str(min(cap, max(1, math.ceil(job.seconds_to_completion(now)))))
+    body = _project(job.to_graph(now, _job_url(request, route, job.id)), select)
+    return _json(200, {"value": body}, headers)
+
+
+async def get_content(request: web.Request, route: ExportJobsRoute) -> web.Response:
+    _authorize(request, write=False)
+    job = _find_job(request, route)
+    now = request.app[STORE].clock.now()
+    status = job.status(now)
+    if status != "succeeded":
+        raise GraphError(
+            400,
+            "badRequest",
+            f"The export job is '{status}'; its content is available once it has succeeded.",
+            inner_code="exportJobNotCompleted",
+        )
+    if job.is_expired(now):
+        raise GraphError(404, "notFound", "The export job's content has expired",
+                         inner_code="exportJobContentExpired")
+    return web.Response(body=export_csv(job), headers={"Content-Type": "text/csv; charset=utf-8"})
+
+
+_HANDLERS: dict[tuple[str, str], Handler] = {
+    ("collection", "POST"): create_job,
+    ("collection", "GET"): list_jobs,
+    ("job", "GET"): get_job,
+    ("content", "GET"): get_content,
+}
+
+
+def _unknown_route(path: str) -> GraphError:
+    segments = [s for s in path.split("/") if s]
+    if not segments or segments[0].lower() not in ("beta", "v1.0"):
+        return GraphError(400, "BadRequest", f"Invalid version: {segments[0] if segments else ''}")
+    known = ["employeeexperience", "goals", "exportjobs"]
+    for i, seg in enumerate(segments[1:4]):
+        if seg.lower() != known[i]:
+            return GraphError(400, "BadRequest", f"Resource not found for the segment '{seg}'.")
+    return GraphError(400, "BadRequest", f"Resource not found for the segment '{segments[-1]}'.")
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """Route Graph paths case-insensitively through the shared exportJobs path parser."""
+    path = request.raw_path.partition("?")[0]
+    route = match_exportjobs(path)
+    if route is None:
+        raise _unknown_route(path)
+    if route.version.lower() != "beta":  # exportJobs exists in beta only
+        raise GraphError(400, "BadRequest", "Resource not found for the segment 'goals'.")
+    handler = _HANDLERS.get((route.resource, request.method))
+    if handler is None:
+        allowed = ", ".join(m for (r, m) in _HANDLERS if r == route.resource)
+        raise GraphError(
+            405,
+            "BadRequest",
+            f"The HTTP method '{request.method}' is not allowed for the request URI.",
+            headers={"Allow": allowed},
+        )
+    return await handler(request, route)
+
+
+# --- application -----------------------------------------------------------------------------
+
+
+def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = None) -> web.Application:
+    """The emulator as an aiohttp ``Application``; state lives on the app."""
+    from simulator.control import add_control_routes  # control imports our app keys
+
+    config = config or EmulatorConfig()
+    clock = clock or Clock()
+    app = web.Application(middlewares=[graph_middleware], client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app[STORE] = JobStore(
+        clock,
+        start_after=config.start_after,
+        run_for=config.run_for,
+        known_organizations=config.known_organizations,
+    )
+    app[ARRIVALS] = ArrivalLog(deque(maxlen=config.arrival_log_size))
+    if config.unsafe_race_window_ms > 0:
+        log.warning(
+            "UNSAFE: check and insert are %.1f ms apart; concurrent creates can all get 201",
+            config.unsafe_race_window_ms,
+        )
+    add_control_routes(app)
+    app.router.add_route("*", "/{path:.*}", dispatch)
+    return app
+
+
+@dataclass
+class RunningEmulator:
+    """An emulator serving on a real socket; ``url`` is its base URL."""
+
+    app: web.Application
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def store(self) -> JobStore:
+        return self.app[STORE]
+
+    @property
+    def clock(self) -> Clock:
+        return self.app[CLOCK]
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
+
+
+async def start_emulator(
+    config: EmulatorConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    clock: Clock | None = None,
+    access_log: bool = False,
+) -> RunningEmulator:
+    """Start the emulator on ``host:port`` (0 = any free port) and return once it listens."""
+    app = create_app(config, clock=clock)
+    runner = web.AppRunner(
+        app,
+        access_log=logging.getLogger("exportjobs.access") if access_log else None,
+        access_log_format=ACCESS_LOG_FORMAT,
+        handle_signals=False,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    bound_host, bound_port = runner.addresses[0][:2]
+    return RunningEmulator(app, runner, bound_host, bound_port)
+
+
+__all__ = [
+    "ARRIVALS",
+    "CLOCK",
+    "CONFIG",
+    "STORE",
+    "EmulatorConfig",
+    "RunningEmulator",
+    "create_app",
+    "start_emulator",
+]

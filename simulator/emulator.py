@@ -77,8 +77,7 @@ Handler = Callable[[web.Request, ExportJobsRoute], Awaitable[web.StreamResponse]
 # --- cross-cutting -----------------------------------------------------------------------
 
 
-def _error_response(request: web.Request, err: GraphError) -> web.Response:
-    request_id, client_request_id = request["ids"]
+def _error_response(err: GraphError, request_id: str, client_request_id: str) -> web.Response:
     return web.Response(
         status=err.status,
         body=err.body(request_id, client_request_id),
@@ -96,18 +95,21 @@ _HTTP_ERRORS = {
 async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     request_id = new_request_id()
     client_request_id = request.headers.get("client-request-id") or request_id
-    request["ids"] = (request_id, client_request_id)
     try:
         response = await handler(request)
     except GraphError as err:
-        response = _error_response(request, err)
+        response = _error_response(err, request_id, client_request_id)
     except web.HTTPException as exc:
         code, message = _HTTP_ERRORS.get(exc.status, ("BadRequest", exc.reason))
-        response = _error_response(request, GraphError(exc.status, code, message))
+        response = _error_response(
+            GraphError(exc.status, code, message), request_id, client_request_id
+        )
     except Exception:  # a bug of ours: still a Graph error, and logged for us to fix
         log.exception("unhandled error for %s %s", request.method, request.path)
         response = _error_response(
-            request, GraphError(500, "generalException", "An internal emulator error occurred.")
+            GraphError(500, "generalException", "An internal emulator error occurred."),
+            request_id,
+            client_request_id,
         )
     response.headers["request-id"] = request_id
     response.headers["client-request-id"] = client_request_id
@@ -270,6 +272,8 @@ def _parse_select(request: web.Request) -> list[str] | None:
     if raw is None:
         return None
     wanted = [p.strip() for p in raw.split(",") if p.strip()]
+    if not wanted:  # an empty $select selects nothing away
+        return None
     for prop in wanted:
         if prop not in JOB_PROPERTIES:
             raise GraphError(

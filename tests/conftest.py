@@ -1,0 +1,52 @@
+"""Shared fixtures: a real emulator on 127.0.0.1 and an HTTP client for it."""
+
+from __future__ import annotations
+
+import resource
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from simulator.auth import fake_token
+from simulator.emulator import EmulatorConfig, RunningEmulator, start_emulator
+
+COLLECTION = "/beta/employeeExperience/goals/exportJobs"
+
+# Race tests hold ~1,000 sockets in one process (both ends of 500 connections).
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if _soft != resource.RLIM_INFINITY and _soft < 8192:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(8192, _hard), _hard))
+
+
+def new_pair() -> dict[str, str]:
+    """A create body for a fresh (organization, view) pair."""
+    return {"goalsOrganizationId": str(uuid.uuid4()), "explorerViewId": str(uuid.uuid4())}
+
+
+@pytest.fixture
+def emulator_config() -> EmulatorConfig:
+    """Override in a test module to start the emulator differently."""
+    return EmulatorConfig(start_after=2.0, run_for=5.0)
+
+
+@pytest.fixture
+async def emulator(emulator_config: EmulatorConfig) -> AsyncIterator[RunningEmulator]:
+    running = await start_emulator(emulator_config)
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+@pytest.fixture
+async def http(emulator: RunningEmulator) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client for the emulator, authorised with a token holding ReadWrite.All."""
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(
+        emulator.url,
+        headers={"Authorization": f"Bearer {fake_token()}"},
+        connector=connector,
+    ) as session:
+        yield session

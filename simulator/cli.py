@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import errno
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -90,6 +91,81 @@ async def _serve_until_stopped(config: EmulatorConfig, host: str, port: int, acc
     return 0
 
 
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a YAML scenario and check its expectations",
+                       description="Exit status: 0 every expectation held, 1 an expectation "
+                       "failed, 2 the scenario or command line is invalid, 3 the target could "
+                       "not be reached.")
+    p.add_argument("scenario", help="the scenario file (YAML)")
+    p.add_argument("--target", metavar="URL", help="base URL to test (default: the scenario's "
+                   "target, else an embedded emulator)")
+    p.add_argument("--proxy", metavar="URL", help="send every request through this HTTP proxy")
+    p.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a scenario variable (repeatable)")
+    p.add_argument("--report-json", metavar="FILE", help="write the full report as JSON")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML, one test case per step")
+    p.add_argument("--cacert", metavar="FILE", help="also trust this CA (PEM) for https targets")
+    p.add_argument("--no-progress", action="store_true", help="never draw progress lines")
+    p.set_defaults(func=_run)
+
+
+_URL = re.compile(r"^https?://[^/\s]+/?$")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from simulator.progress import Progress
+    from simulator.report import print_summary, write_json, write_junit
+    from simulator.runner import RunAborted, run_scenario
+    from simulator.scenario import ScenarioError, load_scenario
+
+    def usage(message: str) -> int:
+        print(f"exportjobs run: {message}", file=sys.stderr)
+        return 2
+
+    overrides: dict[str, str] = {}
+    for item in args.var:
+        name, eq, value = item.partition("=")
+        if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            return usage(f"--var {item!r}: write it as NAME=VALUE")
+        overrides[name] = value
+    for flag, url in (("--target", args.target), ("--proxy", args.proxy)):
+        if url is not None and not _URL.match(url):
+            return usage(f"{flag} {url!r}: give a base URL such as http://127.0.0.1:8000")
+    ssl_context = None
+    if args.cacert:
+        import ssl
+
+        try:
+            ssl_context = ssl.create_default_context(cafile=args.cacert)
+        except (OSError, ssl.SSLError) as exc:
+            return usage(f"--cacert {args.cacert}: cannot load it ({exc})")
+    try:
+        scenario = load_scenario(args.scenario, extra_variables=set(overrides))
+    except ScenarioError as exc:
+        print(exc, file=sys.stderr)
+        print(f"exportjobs run: {args.scenario} is not a valid scenario; nothing was sent",
+              file=sys.stderr)
+        return 2
+    progress = Progress(enabled=False) if args.no_progress else Progress()
+    try:
+        result = asyncio.run(run_scenario(scenario, target=args.target, proxy=args.proxy,
+                                          overrides=overrides, ssl_context=ssl_context,
+                                          progress=progress))
+    except RunAborted as exc:
+        print(f"exportjobs run: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print_summary(result, sys.stdout)
+    try:
+        if args.report_json:
+            write_json(result, args.report_json)
+        if args.junit:
+            write_junit(result, args.junit)
+    except OSError as exc:
+        print(f"exportjobs run: cannot write the report: {exc}", file=sys.stderr)
+        return 2
+    return 0 if result.ok else 1
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job: see the duplicate-create race end to end")
     p.set_defaults(func=_demo)
@@ -108,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(sub)
+    _add_run(sub)
     _add_demo(sub)
     return parser
 

@@ -60,10 +60,49 @@ class ArrivalLog:
 
     entries: deque[Arrival] = field(default_factory=deque)
 
-    def record(self) -> Arrival:
-        arrival = Arrival(time.monotonic_ns() // 1000)
+    def record(self, request: web.Request) -> Arrival:
+        arrival = Arrival(_arrival_ns(request) // 1000)
         self.entries.append(arrival)
         return arrival
+
+
+def _arrival_ns(request: web.Request) -> int:
+    """When the request's last bytes reached the server, not when its handler got to run:
+    on one event loop, handlers run one after another, so their start times spread a burst
+    out by the server's own per-request cost."""
+    transport = request.transport
+    protocol = transport.get_protocol() if transport is not None else None
+    stamp = getattr(protocol, "last_data_ns", 0)
+    return stamp or time.monotonic_ns()
+
+
+class _ArrivalStamp(asyncio.Protocol):
+    """Wraps aiohttp's protocol for one connection and notes when data last arrived."""
+
+    __slots__ = ("inner", "last_data_ns")
+
+    def __init__(self, inner: asyncio.Protocol) -> None:
+        self.inner = inner
+        self.last_data_ns = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_data_ns = time.monotonic_ns()
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
 
 
 CONFIG = web.AppKey("config", EmulatorConfig)
@@ -156,17 +195,25 @@ _CREATE_FIELDS = {
 }
 
 
-async def _read_json_object(request: web.Request) -> dict[str, Any]:
+async def _receive_body(request: web.Request) -> bytes:
+    """The whole body. A create arrives when its last byte has: that is the moment a
+    last-byte release synchronises, and the moment the duplicate check can run."""
+    limit = request.app[CONFIG].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise GraphError(413, *_HTTP_ERRORS[413])
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise GraphError(413, *_HTTP_ERRORS[413]) from None
+
+
+def _json_object(request: web.Request, raw: bytes) -> dict[str, Any]:
     if request.content_type != "application/json":
         raise GraphError(
             415,
             "unsupportedMediaType",
             f"Content-Type must be 'application/json', not '{request.content_type}'.",
         )
-    limit = request.app[CONFIG].max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise GraphError(413, *_HTTP_ERRORS[413])
-    raw = await request.read()
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
@@ -197,9 +244,15 @@ def _validate_create(body: dict[str, Any]) -> tuple[str, str]:
 
 
 async def create_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
-    arrival = request.app[ARRIVALS].record()
+    arrivals = request.app[ARRIVALS]
     try:
-        response = await _create_job(request, route, arrival)
+        raw = await _receive_body(request)
+    except GraphError as err:
+        arrivals.record(request).status = err.status
+        raise
+    arrival = arrivals.record(request)
+    try:
+        response = await _create_job(request, route, raw, arrival)
     except GraphError as err:
         arrival.status = err.status
         raise
@@ -207,9 +260,11 @@ async def create_job(request: web.Request, route: ExportJobsRoute) -> web.Respon
     return response
 
 
-async def _create_job(request: web.Request, route: ExportJobsRoute, arrival: Arrival) -> web.Response:
+async def _create_job(
+    request: web.Request, route: ExportJobsRoute, raw: bytes, arrival: Arrival
+) -> web.Response:
     _authorize(request, write=True)
-    organization_id, view_id = _validate_create(await _read_json_object(request))
+    organization_id, view_id = _validate_create(_json_object(request, raw))
     store = request.app[STORE]
     if not store.organization_known(organization_id):
         raise GraphError(
@@ -424,6 +479,7 @@ class RunningEmulator:
 
     app: web.Application
     runner: web.AppRunner
+    server: asyncio.AbstractServer
     host: str
     port: int
 
@@ -440,7 +496,9 @@ class RunningEmulator:
         return self.app[CLOCK]
 
     async def close(self) -> None:
+        self.server.close()
         await self.runner.cleanup()
+        await self.server.wait_closed()
 
 
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs'
@@ -463,14 +521,18 @@ async def start_emulator(
         handle_signals=False,
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
+    handler_factory = runner.server
+    assert handler_factory is not None
     try:
-        await site.start()
+        # Our own listener rather than web.TCPSite, to stamp each connection's arrivals.
+        server = await asyncio.get_running_loop().create_server(
+            lambda: _ArrivalStamp(handler_factory()), host, port, backlog=1024, reuse_address=True
+        )
     except OSError:
         await runner.cleanup()
         raise
-    bound_host, bound_port = runner.addresses[0][:2]
-    return RunningEmulator(app, runner, bound_host, bound_port)
+    bound_host, bound_port = server.sockets[0].getsockname()[:2]
+    return RunningEmulator(app, runner, server, bound_host, bound_port)
 
 
 __all__ = [

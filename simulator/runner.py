@@ -1,0 +1,409 @@
+"""Running a scenario: each step sends its traffic, checks its expectations, saves values.
+
+A step whose inputs an earlier step failed to save is skipped (and says which value it
+lacked) rather than sent with a hole in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import random
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from simulator.auth import READ_WRITE, fake_token
+from simulator.embedded import EmbeddedEmulator
+from simulator.emulator import EmulatorConfig
+from simulator.expectations import Check, check_burst, check_response, holds, winner
+from simulator.progress import Progress
+from simulator.scenario import Scenario, Step
+from simulator.stats import TrafficStats
+from simulator.transport import (
+    BurstResult,
+    Client,
+    Outcome,
+    PreparedRequest,
+    prepare_request,
+    send_burst,
+)
+from simulator.values import MISSING, get_path, interpolate, references
+
+
+class RunAborted(Exception):
+    """The run cannot start (e.g. the target does not answer); ``exit_code`` says why."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class StepResult:
+    step: Step
+    checks: list[Check] = field(default_factory=list)
+    stats: TrafficStats = field(default_factory=TrafficStats)
+    details: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    skipped: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.skipped is None and all(c.ok for c in self.checks)
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    target: str
+    proxy: str | None
+    variables: dict[str, Any]
+    steps: list[StepResult]
+    duration_s: float
+    emulator: bool
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.steps)
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_token(scenario: Scenario) -> str:
+    """The bearer token: from the environment when the scenario names a variable, else fake."""
+    name = scenario.auth.get("token_env")
+    if name:
+        token = os.environ.get(name)
+        if not token:
+            raise RunAborted(f"{scenario.source}: auth.token_env names {name}, which is not set; "
+                             f"export {name}=<token> first", 2)
+        return token
+    return fake_token(scenario.auth.get("scopes", READ_WRITE))
+
+
+async def _reachable(url: str, timeout: float = 3.0) -> str | None:
+    """None when a TCP connection to ``url``'s host and port opens, else the reason."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        return f"{parts.hostname}:{port}: {getattr(exc, 'strerror', None) or type(exc).__name__}"
+    writer.close()
+    return None
+
+
+class Runner:
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        target: str,
+        proxy: str | None = None,
+        variables: dict[str, Any],
+        ssl_context: ssl.SSLContext | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.scenario = scenario
+        self.target = target.rstrip("/")
+        self.proxy = proxy
+        self.variables = dict(variables)
+        self.ssl_context = ssl_context
+        self.progress = progress or Progress(enabled=False)
+        self.token = resolve_token(scenario)
+        self._control: str | None = None
+
+    async def run(self) -> RunResult:
+        for url in filter(None, (self.proxy, None if self.proxy else self.target)):
+            reason = await _reachable(url)
+            if reason is not None:
+                what = "proxy" if url == self.proxy else "target"
+                raise RunAborted(f"cannot reach the {what} {url} ({reason}); is it running?", 3)
+        self._control = await self._find_control_api()
+        started = time.perf_counter()
+        client = Client(proxy=self.proxy, ssl_context=self.ssl_context, limit=1000)
+        results = []
+        try:
+            for step in self.scenario.steps:
+                results.append(await self._run_step(client, step))
+        finally:
+            await client.close()
+        return RunResult(self.scenario, self.target, self.proxy, self.variables, results,
+                         time.perf_counter() - started, self._control is not None)
+
+    async def _find_control_api(self) -> str | None:
+        """The emulator's control API at the target, if the target is one of ours on this machine."""
+        if not _is_loopback(self.target):
+            return None
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{self.target}/_emulator", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    info = await r.json(content_type=None) if r.status == 200 else None
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return None
+        return f"{self.target}/_emulator" if isinstance(info, dict) and "unsafeRaceWindowMs" in info else None
+
+    async def _run_step(self, client: Client, step: Step) -> StepResult:
+        result = StepResult(step)
+        missing = sorted(n for n in references(step.spec) | references(step.expect) if n not in self.variables)
+        if missing:
+            result.skipped = f"needs ${{{missing[0]}}}, which an earlier step did not save"
+            return result
+        started = time.perf_counter()
+        run = {"request": self._request, "burst": self._burst, "poll": self._poll,
+               "pause": self._pause, "load": self._load}[step.kind]
+        await run(client, step, result)
+        result.duration_s = time.perf_counter() - started
+        return result
+
+    def _prepare(self, spec: dict[str, Any]) -> PreparedRequest:
+        return prepare_request(spec, self.variables, target=self.target, token=self.token)
+
+    def _save(self, step: Step, result: StepResult, pick: Any) -> None:
+        for name, rule in step.save.items():
+            outcome = pick(rule.get("from", "winner"))
+            value: Any = MISSING
+            if outcome is not None and outcome.status is not None:
+                if "json" in rule:
+                    document = outcome.json()
+                    value = get_path(document, rule["json"]) if document is not MISSING else MISSING
+                elif "header" in rule:
+                    value = outcome.header(rule["header"]) or MISSING
+                else:
+                    value = outcome.status
+            if value is MISSING:
+                source = rule.get("json") or rule.get("header") or "status"
+                result.checks.append(Check(f"save {name}", False, f"a value at {source}", "nothing"))
+            else:
+                self.variables[name] = value
+
+    # --- step kinds ------------------------------------------------------------------------
+
+    async def _request(self, client: Client, step: Step, result: StepResult) -> None:
+        request = self._prepare(step.spec)
+        outcome = await client.send(request, timeout=step.spec.get("timeout", 30))
+        result.stats.add(outcome.status, outcome.latency_s)
+        result.details["request"] = request.description
+        result.checks += check_response(step.expect, outcome, self.variables)
+        self._save(step, result, lambda _: outcome)
+
+    async def _burst(self, client: Client, step: Step, result: StepResult) -> None:
+        spec = step.spec
+        request = self._prepare(spec["request"])
+        release = spec.get("release", "last-byte")
+        if self._control:
+            await self._control_call("DELETE", "/arrivals")
+        burst: BurstResult = await send_burst(
+            request, spec["count"], release, proxy=self.proxy, ssl_context=self.ssl_context,
+            timeout=spec["request"].get("timeout", 30),
+        )
+        for outcome in burst.outcomes:
+            result.stats.add(outcome.status, outcome.latency_s)
+        result.details.update(request=request.description, release=release, count=spec["count"],
+                              send_spread_ms=round(burst.send_spread_us / 1000, 3))
+        if self._control:
+            arrivals = await self._control_call("GET", "/arrivals")
+            if arrivals is not None:
+                result.details["arrival_spread_ms"] = round(arrivals["spreadUs"] / 1000, 3)
+        failures = [o.error for o in burst.outcomes if o.status is None]
+        if failures:
+            result.details["no_response"] = f"{len(failures)} (first: {failures[0]})"
+        result.checks += check_burst(step.expect, burst.outcomes, self.variables)
+        picks = {"winner": winner(burst.outcomes), "first": burst.outcomes[0], "last": burst.outcomes[-1]}
+        self._save(step, result, picks.get)
+
+    async def _poll(self, client: Client, step: Step, result: StepResult) -> None:
+        spec = step.spec
+        request = self._prepare(spec["request"])
+        interval = spec.get("interval", 1.0)
+        cap = spec.get("max_retry_after", 60.0)
+        deadline = time.monotonic() + spec.get("timeout", 120.0)
+        tries, waited, honoured = 0, 0.0, True
+        outcome: Outcome | None = None
+        with self.progress.task(f"poll {step.name}") as bar:
+            while True:
+                outcome = await client.send(request, timeout=spec["request"].get("timeout", 30))
+                tries += 1
+                result.stats.add(outcome.status, outcome.latency_s)
+                state = get_path(outcome.json(), "value.status") if outcome.json() is not MISSING else MISSING
+                bar.update(f"try {tries}, {outcome.status}" + (f" {state}" if state is not MISSING else ""))
+                if holds(spec["until"], outcome, self.variables):
+                    break
+                retry_after = _retry_after(outcome)
+                wait = min(retry_after, cap) if retry_after is not None else interval
+                if time.monotonic() + wait > deadline:
+                    result.checks.append(Check(
+                        "poll until", False, json.dumps(spec["until"]),
+                        f"not within {spec.get('timeout', 120.0):g} s ({tries} tries; last: "
+                        f"{outcome.status}{'' if state is MISSING else ' ' + str(state)})"))
+                    break
+                if retry_after is not None and wait < retry_after:
+                    honoured = False  # capped below what the service asked for
+                await asyncio.sleep(wait)
+                waited += wait
+        result.details.update(request=request.description, tries=tries, waited_s=round(waited, 2),
+                              honoured_retry_after=honoured)
+        if outcome is not None:
+            result.checks += check_response(step.expect, outcome, self.variables)
+            self._save(step, result, lambda _: outcome)
+
+    async def _pause(self, client: Client, step: Step, result: StepResult) -> None:
+        await asyncio.sleep(float(step.spec))
+
+    async def _load(self, client: Client, step: Step, result: StepResult) -> None:
+        spec = step.spec
+        mix = [(item.get("weight", 1.0), self._prepare(item["request"]),
+                item["request"].get("timeout", 30)) for item in spec["mix"]]
+        weights = [w for w, _, _ in mix]
+        rng = random.Random(0)  # the same mix order on every run
+        duration = float(spec["duration"])
+        budget = spec.get("max_requests", 1 << 62)
+        stats = result.stats
+        started = time.monotonic()
+        deadline = started + duration
+        sent = 0
+
+        def pick() -> tuple[PreparedRequest, float]:
+            _, request, timeout = mix[0] if len(mix) == 1 else rng.choices(mix, weights)[0]
+            return request, timeout
+
+        async def one() -> None:
+            request, timeout = pick()
+            outcome = await client.send(request, timeout=timeout)
+            stats.add(outcome.status, outcome.latency_s)
+
+        with self.progress.task(f"load {step.name}") as bar:
+            ticker = asyncio.create_task(_tick(bar, stats, started, duration))
+            try:
+                if "concurrency" in spec:
+                    async def worker() -> None:
+                        nonlocal sent
+                        while time.monotonic() < deadline and sent < budget:
+                            sent += 1
+                            await one()
+                    await asyncio.gather(*(worker() for _ in range(spec["concurrency"])))
+                else:
+                    sent = await _open_model(one, float(spec["rate"]), deadline, budget)
+            finally:
+                ticker.cancel()
+        elapsed = time.monotonic() - started
+        rps = stats.total / elapsed if elapsed > 0 else 0.0
+        result.details.update(requests=stats.total, rps=round(rps, 1),
+                              error_rate=round(stats.error_rate, 4), mix=len(mix))
+        result.checks += _thresholds(spec.get("thresholds") or {}, stats, rps)
+
+    async def _control_call(self, method: str, path: str) -> dict[str, Any] | None:
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.request(method, f"{self._control}{path}",
+                                        timeout=aiohttp.ClientTimeout(total=5)) as r:
+                    return await r.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return None
+
+
+_MAX_IN_FLIGHT = 10_000
+
+
+async def _open_model(one: Any, rate: float, deadline: float, budget: int) -> int:
+    """Start requests at ``rate`` a second whatever the responses do, until ``deadline``."""
+    in_flight: set[asyncio.Task[None]] = set()
+    sent = 0
+    start = time.monotonic()
+    while sent < budget:
+        due = start + sent / rate
+        now = time.monotonic()
+        if due >= deadline:
+            break
+        if due > now:
+            await asyncio.sleep(due - now)
+        if len(in_flight) >= _MAX_IN_FLIGHT:  # an overwhelmed target must not exhaust our memory
+            await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(one())
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+        sent += 1
+    if in_flight:
+        await asyncio.gather(*in_flight)
+    return sent
+
+
+async def _tick(bar: Any, stats: TrafficStats, started: float, duration: float) -> None:
+    while True:
+        await asyncio.sleep(0.25)
+        elapsed = time.monotonic() - started
+        rate = stats.total / elapsed if elapsed else 0
+        bar.update(f"{min(elapsed, duration):5.1f}/{duration:g} s  {stats.total:,} requests  "
+                   f"{rate:,.0f}/s  p95 {stats.latency.percentile(95) * 1000:.1f} ms",
+                   fraction=min(1.0, elapsed / duration))
+
+
+def _retry_after(outcome: Outcome) -> float | None:
+    raw = outcome.header("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None  # an HTTP date: rare from Graph; fall back to the interval
+
+
+def _thresholds(limits: dict[str, float], stats: TrafficStats, rps: float) -> list[Check]:
+    checks = []
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        if key in limits:
+            got = stats.latency.percentile(float(key[1:3])) * 1000
+            checks.append(Check(key, got <= limits[key], f"<= {limits[key]:g} ms", f"{got:.2f} ms"))
+    if "max_ms" in limits:
+        got = stats.latency.max_s * 1000
+        checks.append(Check("max_ms", got <= limits["max_ms"], f"<= {limits['max_ms']:g} ms", f"{got:.2f} ms"))
+    if "error_rate" in limits:
+        checks.append(Check("error_rate", stats.error_rate <= limits["error_rate"],
+                            f"<= {limits['error_rate']:g}", f"{stats.error_rate:.4f}"))
+    if "min_rps" in limits:
+        checks.append(Check("min_rps", rps >= limits["min_rps"], f">= {limits['min_rps']:g}/s", f"{rps:.1f}/s"))
+    if stats.total == 0:
+        checks.append(Check("requests", False, "at least one response", "none sent"))
+    return checks
+
+
+async def run_scenario(
+    scenario: Scenario,
+    *,
+    target: str | None = None,
+    proxy: str | None = None,
+    overrides: dict[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    progress: Progress | None = None,
+    emulator_config: EmulatorConfig | None = None,
+) -> RunResult:
+    """Run ``scenario`` against ``target`` (or the scenario's), or an embedded emulator."""
+    variables = scenario.resolve_variables(overrides)
+    target = target or (interpolate(scenario.target, variables) if scenario.target else None)
+    proxy = proxy or (interpolate(scenario.proxy, variables) if scenario.proxy else None)
+    embedded = None
+    if target is None:
+        embedded = EmbeddedEmulator(emulator_config).start()
+        target = embedded.url
+    try:
+        runner = Runner(scenario, target=target, proxy=proxy, variables=variables,
+                        ssl_context=ssl_context, progress=progress)
+        return await runner.run()
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)

@@ -1,0 +1,277 @@
+"""Sending requests: one at a time over aiohttp, and bursts over raw HTTP/1.1 connections.
+
+Bursts need control aiohttp does not give (when each connection opens, when each byte
+goes out), so they speak HTTP/1.1 themselves through h11 (the sans-I/O protocol library
+mitmproxy also uses) over asyncio streams:
+
+- ``none``: every request starts at once on its own new connection.
+- ``barrier``: every connection is opened first, then every request is written together.
+- ``last-byte``: every request is written but for its final byte, then all final bytes go
+  out in one tight loop, the HTTP/1.1 single-packet technique from race-condition research.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote, urlencode, urlsplit
+
+import aiohttp
+import h11
+from yarl import URL
+
+from simulator.values import MISSING, interpolate
+
+Release = Literal["none", "barrier", "last-byte"]
+USER_AGENT = "exportjobs-simulator"
+_NOT_JSON = object()
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What came back for one request (``status`` None: no response, see ``error``)."""
+
+    status: int | None
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    latency_s: float
+    error: str | None = None
+    _json: Any = field(default=MISSING, repr=False)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        """The body as JSON, or ``MISSING`` when it is not JSON."""
+        if self._json is MISSING:
+            try:
+                self._json = json.loads(self.body) if self.body else _NOT_JSON
+            except (ValueError, UnicodeDecodeError):
+                self._json = _NOT_JSON
+        return MISSING if self._json is _NOT_JSON else self._json
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRequest:
+    method: str
+    url: str  # absolute and already percent-encoded
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def description(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{self.method} {parts.path}"
+
+
+def prepare_request(
+    spec: dict[str, Any], variables: dict[str, Any], *, target: str, token: str | None
+) -> PreparedRequest:
+    """A scenario request with ``${...}`` filled in, joined to ``target``, authorised."""
+    spec = interpolate(spec, variables)
+    url = spec.get("url") or target.rstrip("/") + spec["path"]
+    if spec.get("query"):
+        query = urlencode({k: str(v) for k, v in spec["query"].items()}, quote_via=quote)
+        url += ("&" if "?" in url else "?") + query
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+    body = b""
+    if "json" in spec:
+        body = json.dumps(spec["json"], separators=(",", ":")).encode()
+        headers["Content-Type"] = "application/json"
+    elif "body" in spec:
+        body = str(spec["body"]).encode()
+    if spec.get("auth", True) and token:
+        headers["Authorization"] = f"Bearer {token}"
+    headers.update(spec.get("headers") or {})
+    return PreparedRequest(spec.get("method", "GET"), url, headers, body)
+
+
+class Client:
+    """One aiohttp session for single requests, polls and load phases."""
+
+    def __init__(self, *, proxy: str | None = None, ssl_context: ssl.SSLContext | None = None,
+                 limit: int = 100) -> None:
+        self.proxy = proxy
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit, ssl=self._ssl),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=True,
+        )
+
+    async def send(self, request: PreparedRequest, *, timeout: float = 30.0) -> Outcome:
+        started = time.perf_counter()
+        try:
+            async with self._session.request(
+                request.method,
+                URL(request.url, encoded=True),
+                headers=request.headers,
+                data=request.body or None,
+                proxy=self.proxy,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                allow_redirects=False,
+            ) as resp:
+                body = await resp.read()
+                headers = {k.lower(): v for k, v in resp.headers.items()}
+                return Outcome(resp.status, headers, body, time.perf_counter() - started)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            return Outcome(None, {}, b"", time.perf_counter() - started, _describe_error(exc))
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+def _describe_error(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+# --- raw connections for bursts ---------------------------------------------------------------
+
+
+@dataclass
+class BurstResult:
+    outcomes: list[Outcome]
+    send_ns: list[int]  # monotonic times of the writes (first and last, for synchronised releases)
+
+    @property
+    def send_spread_us(self) -> float:
+        return (max(self.send_ns) - min(self.send_ns)) / 1000 if len(self.send_ns) > 1 else 0.0
+
+
+class _RawConnection:
+    """One HTTP/1.1 connection driven by h11, direct or through an HTTP proxy."""
+
+    def __init__(self, request: PreparedRequest, proxy: str | None, ssl_context: ssl.SSLContext | None):
+        self.request = request
+        self.url = urlsplit(request.url)
+        self.proxy = urlsplit(proxy) if proxy else None
+        self.ssl_context = ssl_context
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.started = 0.0
+
+    async def open(self) -> None:
+        secure = self.url.scheme == "https"
+        port = self.url.port or (443 if secure else 80)
+        tls = (self.ssl_context or ssl.create_default_context()) if secure else None
+        if self.proxy is None:
+            self.reader, self.writer = await asyncio.open_connection(
+                self.url.hostname, port, ssl=tls, server_hostname=self.url.hostname if tls else None)
+            return
+        self.reader, self.writer = await asyncio.open_connection(self.proxy.hostname, self.proxy.port or 8080)
+        if tls is not None:  # tunnel, then TLS to the target inside it
+            authority = f"{self.url.hostname}:{port}"
+            self.writer.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+            head = await self.reader.readuntil(b"\r\n\r\n")
+            if head.split(b" ", 2)[1:2] != [b"200"]:
+                raise ConnectionError(f"proxy refused CONNECT: {head.splitlines()[0].decode(errors='replace')}")
+            await self.writer.start_tls(tls, server_hostname=self.url.hostname)
+
+    def wire_bytes(self) -> bytes:
+        req = self.request
+        absolute = self.proxy is not None and self.url.scheme == "http"
+        target = req.url if absolute else (self.url.path or "/") + (f"?{self.url.query}" if self.url.query else "")
+        headers = [("Host", self.url.netloc), *req.headers.items(),
+                   ("Content-Length", str(len(req.body)))]
+        data = self.h11.send(h11.Request(method=req.method, target=target, headers=headers))
+        if req.body:
+            data += self.h11.send(h11.Data(data=req.body))
+        return data + self.h11.send(h11.EndOfMessage())
+
+    async def read_response(self) -> Outcome:
+        assert self.reader is not None
+        status, headers, body = 0, {}, bytearray()
+        while True:
+            event = self.h11.next_event()
+            if event is h11.NEED_DATA:
+                data = await self.reader.read(65536)
+                self.h11.receive_data(data)
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+                headers = {k.decode().lower(): v.decode("latin-1") for k, v in event.headers}
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                return Outcome(status, headers, bytes(body), time.perf_counter() - self.started)
+            elif isinstance(event, h11.ConnectionClosed):
+                raise ConnectionError("connection closed before a full response")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def send_burst(
+    request: PreparedRequest,
+    count: int,
+    release: Release,
+    *,
+    proxy: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout: float = 30.0,
+) -> BurstResult:
+    """Send ``count`` copies of ``request`` released as ``release`` says."""
+    conns = [_RawConnection(request, proxy, ssl_context) for _ in range(count)]
+    send_ns: list[int] = [0] * count
+
+    async def finish(i: int, conn: _RawConnection) -> Outcome:
+        try:
+            return await asyncio.wait_for(conn.read_response(), timeout)
+        except (OSError, asyncio.TimeoutError, h11.ProtocolError) as exc:
+            return Outcome(None, {}, b"", time.perf_counter() - conn.started, _describe_error(exc))
+        finally:
+            conn.close()
+
+    try:
+        if release == "none":
+            async def whole(i: int, conn: _RawConnection) -> Outcome:
+                try:
+                    await asyncio.wait_for(conn.open(), timeout)
+                except (OSError, asyncio.TimeoutError) as exc:
+                    return Outcome(None, {}, b"", 0.0, _describe_error(exc))
+                conn.started = time.perf_counter()
+                conn.writer.write(conn.wire_bytes())
+                send_ns[i] = time.monotonic_ns()
+                return await finish(i, conn)
+
+            outcomes = await asyncio.gather(*(whole(i, c) for i, c in enumerate(conns)))
+            return BurstResult(list(outcomes), [t for t in send_ns if t])
+
+        opened = await asyncio.gather(*(asyncio.wait_for(c.open(), timeout) for c in conns),
+                                      return_exceptions=True)
+        failed = {i: _describe_error(r) for i, r in enumerate(opened) if isinstance(r, BaseException)}
+        live = [(i, c) for i, c in enumerate(conns) if i not in failed]
+        payloads = {i: c.wire_bytes() for i, c in live}
+        if release == "last-byte":
+            for i, c in live:
+                c.writer.write(payloads[i][:-1])
+            await asyncio.gather(*(c.writer.drain() for _, c in live), return_exceptions=True)
+            await asyncio.sleep(0.05)  # let the partial requests reach the server and be parsed
+            tails = {i: payloads[i][-1:] for i, _ in live}
+        else:
+            tails = payloads
+        # The release: writes only, no awaits and no clock reads between them, so nothing
+        # else runs and the writes go out back to back.
+        writes = [(c.writer.write, tails[i]) for i, c in live]
+        released = time.perf_counter()
+        first_ns = time.monotonic_ns()
+        for write, tail in writes:
+            write(tail)
+        last_ns = time.monotonic_ns()
+        for _, c in live:
+            c.started = released
+        results = await asyncio.gather(*(finish(i, c) for i, c in live))
+        outcomes: list[Outcome] = [Outcome(None, {}, b"", 0.0, failed.get(i)) for i in range(count)]
+        for (i, _), outcome in zip(live, results):
+            outcomes[i] = outcome
+        return BurstResult(outcomes, [first_ns, last_ns] if live else [])
+    finally:
+        for c in conns:
+            c.close()

@@ -162,7 +162,8 @@ class Runner:
         result = StepResult(step)
         missing = sorted(n for n in references(step.spec) | references(step.expect) if n not in self.variables)
         if missing:
-            result.skipped = f"needs ${{{missing[0]}}}, which an earlier step did not save"
+            names = " and ".join(f"${{{n}}}" for n in missing)
+            result.skipped = f"needs {names}, which an earlier step did not save"
             return result
         started = time.perf_counter()
         run = {"request": self._request, "burst": self._burst, "poll": self._poll,

@@ -167,14 +167,76 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="the main job: see the duplicate-create race end to end")
+    p = sub.add_parser("demo", help="the main job: record the duplicate-create race through the "
+                       "proxy, then replay it offline")
+    p.add_argument("--cassette", metavar="FILE", default="cassettes/demo.yaml",
+                   help="where to write the cassette (default cassettes/demo.yaml)")
     p.set_defaults(func=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from simulator.demo import run_demo
 
-    return asyncio.run(run_demo())
+    return asyncio.run(run_demo(Path(args.cassette)))
+
+
+def _add_proxy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("proxy", help="record, replay or pass through exportJobs traffic (mitmproxy)")
+    p.add_argument("--mode", required=True, choices=("record", "replay", "passthrough"),
+                   help="record to the cassette, replay from it (never the network), or pass through")
+    p.add_argument("--cassette", metavar="FILE", help="cassette file (needed to record or replay)")
+    p.add_argument("--port", type=_port, default=8080, help="port on 127.0.0.1 (default 8080)")
+    p.add_argument("--upstream", metavar="URL",
+                   help="send graph.microsoft.com exportJobs traffic here, e.g. http://127.0.0.1:8000")
+    p.add_argument("--miss-policy", choices=("repeat-last", "error"), default="repeat-last",
+                   help="replay: once a request's recordings are used up (default repeat-last)")
+    p.add_argument("--host", dest="hosts", action="append", default=[], metavar="HOST[:PORT]",
+                   help="another host whose exportJobs paths are in scope (repeatable)")
+    p.add_argument("--redact-header", action="append", default=[], metavar="NAME")
+    p.add_argument("--redact-query", action="append", default=[], metavar="NAME")
+    p.add_argument("--redact-json", action="append", default=[], metavar="FIELD")
+    p.add_argument("--confdir", metavar="DIR", help="mitmproxy folder with its CA (default ~/.mitmproxy)")
+    p.set_defaults(func=_proxy)
+
+
+_PROXY_FLAGS = {"exportjobs_cassette": "--cassette", "exportjobs_upstream": "--upstream",
+                "exportjobs_miss_policy": "--miss-policy", "exportjobs_hosts": "--host"}
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    if args.mode in ("record", "replay") and not args.cassette:
+        print(f"exportjobs proxy: --cassette FILE is needed in {args.mode} mode", file=sys.stderr)
+        return 2
+    return asyncio.run(_proxy_until_stopped(args))
+
+
+async def _proxy_until_stopped(args: argparse.Namespace) -> int:
+    from simulator.proxy import ProxyError, quiet_mitmproxy_logs, start_proxy
+
+    quiet_mitmproxy_logs()
+    try:
+        proxy = await start_proxy(
+            args.mode, args.cassette, args.upstream, port=args.port, miss_policy=args.miss_policy,
+            hosts=args.hosts, redact_headers=args.redact_header, redact_query=args.redact_query,
+            redact_json=args.redact_json, confdir=args.confdir)
+    except ProxyError as exc:
+        message = str(exc)
+        for option, flag in _PROXY_FLAGS.items():
+            if message.startswith(option + ":"):
+                message = flag + message[len(option):]
+        print(f"exportjobs proxy: {message}", file=sys.stderr)
+        return exc.exit_code
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"exportjobs proxy ({args.mode}) on {proxy.url}; HTTPS clients must trust "
+          f"{proxy.ca_cert}; Ctrl-C stops it", flush=True)
+    await stop.wait()
+    await proxy.close()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(sub)
     _add_run(sub)
     _add_demo(sub)
+    _add_proxy(sub)
     return parser
 
 

@@ -1,73 +1,100 @@
-"""``exportjobs demo``: the duplicate-create race against the embedded emulator, narrated."""
+"""``exportjobs demo``: record the duplicate-create race through the proxy, then replay it
+with no upstream at all, and show both runs side by side.
+
+The client speaks HTTPS to graph.microsoft.com through the proxy, exactly as a real client
+would; the proxy sends that traffic to the embedded emulator while recording, and answers
+it from the cassette while replaying. Nothing leaves the machine.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import logging
+import ssl
+import sys
+import tempfile
 import time
-import uuid
+from pathlib import Path
+from typing import TextIO
 
-import aiohttp
+from simulator.embedded import EmbeddedEmulator
+from simulator.emulator import EmulatorConfig
+from simulator.runner import RunResult, StepResult, run_scenario
+from simulator.scenario import Scenario, load_scenario
 
-from simulator.auth import fake_token
-from simulator.emulator import EmulatorConfig, start_emulator
-
-COLLECTION = "/beta/employeeExperience/goals/exportJobs"
-
-
-def _say(step: str, status: int, detail: str) -> None:
-    print(f"  {step:<34} -> {status} {detail}", flush=True)
+GRAPH = "https://graph.microsoft.com"
+SCENARIO = "duplicate-create-race.yaml"
 
 
-async def run_demo(burst: int = 20) -> int:
-    emulator = await start_emulator(EmulatorConfig(start_after=0.5, run_for=1.5))
-    print(f"Emulator listening on {emulator.url}{COLLECTION}")
-    headers = {"Authorization": f"Bearer {fake_token()}"}
-    body = {"goalsOrganizationId": str(uuid.uuid4()), "explorerViewId": str(uuid.uuid4())}
-    failures = 0
-    try:
-        async with aiohttp.ClientSession(emulator.url, headers=headers) as http:
-            async with http.post(COLLECTION, json=body) as r:
-                job = await r.json()
-                _say("create", r.status, f"id={job['id'][:16]}... status={job['status']}")
-                location = r.headers["Location"]
-            async with http.post(COLLECTION, json=body) as r:
-                err = (await r.json())["error"]
-                _say("create again (same pair)", r.status,
-                     f"{err['code']}, target is the first job: {err['target'] == job['id']}")
-                failures += r.status != 409 or err["target"] != job["id"]
+def _scenario_path() -> Path:
+    for folder in (Path.cwd() / "scenarios", Path(__file__).resolve().parent.parent / "scenarios"):
+        if (folder / SCENARIO).is_file():
+            return folder / SCENARIO
+    raise FileNotFoundError(f"cannot find scenarios/{SCENARIO}; run the demo from the project folder")
 
-            race = {"goalsOrganizationId": body["goalsOrganizationId"],
-                    "explorerViewId": str(uuid.uuid4())}
 
-            async def create() -> int:
-                async with http.post(COLLECTION, json=race) as resp:
-                    await resp.read()
-                    return resp.status
+def _cell(result: StepResult) -> str:
+    if result.skipped:
+        return "SKIPPED"
+    statuses = ", ".join(f"{s} x{n}" for s, n in sorted(result.stats.statuses.items()))
+    return f"{'ok  ' if result.ok else 'FAIL'} {statuses}"
 
-            statuses = await asyncio.gather(*(create() for _ in range(burst)))
-            created, conflicts = statuses.count(201), statuses.count(409)
-            _say(f"{burst} concurrent identical creates", 201,
-                 f"x{created}, 409 x{conflicts} (expected exactly one 201)")
-            failures += created != 1 or conflicts != burst - 1
 
-            started = time.monotonic()
-            while True:
-                async with http.get(location) as r:
-                    state = (await r.json())["value"]["status"]
-                    wait = float(r.headers.get("Retry-After", 0))
-                _say("poll", r.status, f"status={state}"
-                     + (f", Retry-After {wait:g}s" if wait else ""))
-                if state not in ("notStarted", "running") or time.monotonic() - started > 30:
-                    break
-                await asyncio.sleep(min(wait, 1.0) or 0.5)
-            async with http.get(f"{location}/content") as r:
-                lines = (await r.text()).count("\n")
-                _say("download content", r.status, f"{r.content_type}, {lines} lines")
-            async with http.post(COLLECTION, json=body) as r:
-                _say("create again after completion", r.status, "a new job may start")
-                failures += r.status != 201
-    finally:
-        await emulator.close()
-    print("Demo finished: every outcome was as Graph documents it." if not failures
-          else f"Demo finished with {failures} unexpected outcome(s).")
-    return 0 if not failures else 1
+def print_side_by_side(recorded: RunResult, replayed: RunResult, out: TextIO) -> None:
+    width = max(len(s.step.name) for s in recorded.steps) + 4
+    print(f"\n  {'step':<{width}}{'recorded (via proxy to emulator)':<36}replayed (no upstream)", file=out)
+    for rec, rep in zip(recorded.steps, replayed.steps):
+        print(f"  {rec.step.name:<{width}}{_cell(rec):<36}{_cell(rep)}", file=out)
+    for label, run in (("recorded", recorded), ("replayed", replayed)):
+        burst = run.steps[0].details
+        arrival = (f", arrival spread {burst['arrival_spread_ms']:.3f} ms"
+                   if "arrival_spread_ms" in burst else "")
+        verdict = "PASSED" if run.ok else "FAILED"
+        print(f"  {label}: {verdict} in {run.duration_s:.1f} s; burst send spread "
+              f"{burst.get('send_spread_ms', 0):.3f} ms{arrival}", file=out)
+        for step in run.steps:
+            for check in step.checks:
+                if not check.ok:
+                    print(f"    BROKEN {step.step.name}: {check.what}: expected {check.expected}, "
+                          f"got {check.actual}", file=out)
+
+
+def _declared(scenario: Scenario, run: RunResult) -> dict[str, str]:
+    """The run's own values for the scenario's variables, so the replay sends the same requests."""
+    return {name: str(run.variables[name]) for name in scenario.variables}
+
+
+async def run_demo(cassette: Path | None = None, out: TextIO = sys.stdout) -> int:
+    from simulator.proxy import quiet_mitmproxy_logs, start_proxy
+
+    started = time.perf_counter()
+    scenario = load_scenario(_scenario_path())
+    cassette = cassette or Path("cassettes") / "demo.yaml"
+    cassette.parent.mkdir(parents=True, exist_ok=True)
+    quiet_mitmproxy_logs()
+    logging.getLogger("exportjobs").setLevel(logging.WARNING)  # the summaries say it all
+    with tempfile.TemporaryDirectory(prefix="exportjobs-ca-") as confdir:
+        print(f"1. Recording: {scenario.name} over HTTPS to {GRAPH}, through the proxy, "
+              "answered by the embedded emulator", file=out, flush=True)
+        with EmbeddedEmulator(EmulatorConfig(start_after=0.5, run_for=1.5)) as emulator:
+            proxy = await start_proxy("record", cassette, upstream=emulator.url, confdir=confdir)
+            tls = ssl.create_default_context(cafile=str(proxy.ca_cert))
+            try:
+                recorded = await run_scenario(scenario, target=GRAPH, proxy=proxy.url, ssl_context=tls)
+            finally:
+                await proxy.close()
+        print(f"2. Emulator stopped. Replaying the cassette with no upstream at all: {cassette}",
+              file=out, flush=True)
+        proxy = await start_proxy("replay", cassette, confdir=confdir)
+        try:
+            replayed = await run_scenario(scenario, target=GRAPH, proxy=proxy.url, ssl_context=tls,
+                                          overrides=_declared(scenario, recorded))
+        finally:
+            await proxy.close()
+    print_side_by_side(recorded, replayed, out)
+    ok = recorded.ok and replayed.ok
+    print(f"\nCassette: {cassette.resolve()}  ({cassette.stat().st_size:,} bytes, tokens redacted)",
+          file=out)
+    print(f"Demo {'finished' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s: "
+          + ("one 201 and 49 409s naming the winner, recorded and replayed alike."
+             if ok else "see the broken checks above."), file=out)
+    return 0 if ok else 1

@@ -50,3 +50,43 @@ async def http(emulator: RunningEmulator) -> AsyncIterator[aiohttp.ClientSession
         connector=connector,
     ) as session:
         yield session
+
+
+# --- proxy addon fixtures (tests/test_addon*.py, test_cassette*.py, test_proxy*.py) ----------
+
+
+@pytest.fixture(scope="session")
+def mitm_confdir(tmp_path_factory: pytest.TempPathFactory):
+    """A mitmproxy confdir shared by the session, so the CA is generated once."""
+    return tmp_path_factory.mktemp("mitmproxy-conf")
+
+
+@pytest.fixture
+async def proxies(mitm_confdir):
+    """``await proxies(mode, cassette, upstream, **kw)`` starts an in-process proxy; all close after."""
+    from simulator.proxy import start_proxy
+
+    started = []
+
+    async def start(mode, cassette, upstream=None, **kwargs):
+        kwargs.setdefault("confdir", mitm_confdir)
+        running = await start_proxy(mode, cassette, upstream, **kwargs)
+        started.append(running)
+        return running
+
+    try:
+        yield start
+    finally:
+        for running in reversed(started):
+            await running.close()
+
+
+@pytest.fixture
+def mitm_ssl(mitm_confdir):
+    """An SSL context trusting the mitmproxy CA of ``mitm_confdir`` (start a proxy first)."""
+    import ssl
+
+    def context():
+        return ssl.create_default_context(cafile=str(mitm_confdir / "mitmproxy-ca-cert.pem"))
+
+    return context

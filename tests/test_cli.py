@@ -91,8 +91,15 @@ def test_port_in_use_is_a_clear_error():
     assert "--port" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_demo_runs_end_to_end():
-    proc = subprocess.run([*EXPORTJOBS, "demo"], capture_output=True, text=True, timeout=60)
+def test_demo_records_then_replays_the_race_offline(tmp_path):
+    proc = subprocess.run([*EXPORTJOBS, "demo"], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "201 x1, 409 x19" in proc.stdout
-    assert "every outcome was as Graph documents it" in proc.stdout
+    race = next(line for line in proc.stdout.splitlines() if "50 identical creates" in line)
+    assert race.count("201 x1, 409 x49") == 2  # recorded and replayed alike
+    assert "recorded: PASSED" in proc.stdout and "replayed: PASSED" in proc.stdout
+    cassette = tmp_path / "cassettes" / "demo.yaml"
+    assert f"Cassette: {cassette}" in proc.stdout
+    text = cassette.read_text()
+    assert "REDACTED" in text and "Bearer" not in text
+    assert "Traceback" not in proc.stderr

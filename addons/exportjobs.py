@@ -1,0 +1,277 @@
+"""Record and replay Microsoft Graph exportJobs traffic; fail closed offline.
+
+Load with ``mitmdump -s addons/exportjobs.py --set exportjobs_mode=record --set
+exportjobs_cassette=run.yaml``. Only exportJobs requests (see ``addons.scope``) are touched:
+in ``record`` mode each exchange is redacted and appended to the cassette before the client
+gets the response; in ``replay`` mode answers come from the cassette and no upstream
+connection is ever opened (a request with no recording gets a Graph error, never the
+network); ``passthrough`` only forwards and logs. Everything else passes untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from importlib import metadata
+from typing import Any, Optional
+
+from mitmproxy import ctx, exceptions, http
+
+from addons.cassette import (
+    CassetteError,
+    CassetteWriter,
+    load_cassette,
+    new_header,
+    request_doc,
+    response_doc,
+)
+from addons.matching import EXHAUSTION_POLICIES, REPEAT_LAST, Outcome, ReplayIndex
+from addons.redaction import Redactor
+from addons.replay import not_recorded_response, recorded_response, response_json
+from addons.scope import Scope
+from addons.summary import exchange_line
+from addons.timeline import Timeline
+from addons.upstream import Upstream
+from simulator.graph import error_json, graph_date
+
+log = logging.getLogger("exportjobs.proxy")
+
+MODES = ("record", "replay", "passthrough")
+_META = "exportjobs"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class _Exchange:
+    """What the addon knows about one exportJobs flow while it is in flight.
+
+    Kept by flow id in the addon, not in ``flow.metadata``, which mitmproxy serializes
+    (saving flows, mitmweb) and which therefore holds only plain values (the tag).
+
+    (A plain class: mitmproxy runs scripts outside sys.modules, where @dataclass fails.)
+    """
+
+    __slots__ = ("tag", "method", "path", "number", "request", "note")
+
+    def __init__(self, tag: str, method: str, path: str) -> None:
+        self.tag = tag
+        self.method = method
+        self.path = path
+        self.number = 0
+        self.request: dict[str, Any] | None = None
+        self.note = ""
+
+
+class ExportJobs:
+    def __init__(self) -> None:
+        self.mode = "passthrough"
+        self.scope = Scope()
+        self.redactor = Redactor()
+        self.upstream: Upstream | None = None
+        self.cassette_name = ""
+        self.writer: CassetteWriter | None = None
+        self.index: ReplayIndex | None = None
+        self.timeline = Timeline()
+        self.started_at = time.time()
+        self._announced: object = None
+        self._exchanges: dict[str, _Exchange] = {}
+
+    def load(self, loader) -> None:
+        loader.add_option("exportjobs_mode", str, "passthrough",
+                          "record: write exportJobs exchanges to the cassette; replay: answer "
+                          "them from it, never from the network; passthrough: forward and log.",
+                          choices=MODES)
+        loader.add_option("exportjobs_cassette", Optional[str], None,
+                          "Cassette file (YAML). Record mode replaces it; replay mode reads it.")
+        loader.add_option("exportjobs_upstream", Optional[str], None,
+                          "Base URL that exportJobs traffic for graph.microsoft.com goes to instead "
+                          "of Graph, e.g. http://127.0.0.1:8000 (the emulator). Clients still see "
+                          "their own URLs; hosts added with exportjobs_hosts are not redirected.")
+        loader.add_option("exportjobs_miss_policy", str, REPEAT_LAST,
+                          "Replay: when the recorded responses of a request are used up, repeat "
+                          "the last one or answer a Graph error.", choices=EXHAUSTION_POLICIES)
+        loader.add_option("exportjobs_hosts", Sequence[str], [],
+                          "Hosts besides graph.microsoft.com whose exportJobs paths are in scope "
+                          "(name or name:port).")
+        loader.add_option("exportjobs_redact_headers", Sequence[str], [],
+                          "Headers to redact besides Authorization, Cookie, Set-Cookie and "
+                          "Proxy-Authorization.")
+        loader.add_option("exportjobs_redact_query", Sequence[str], [],
+                          "Query (and form) parameters to redact.")
+        loader.add_option("exportjobs_redact_json", Sequence[str], [],
+                          "JSON fields to redact, at any depth, in request and response bodies.")
+
+    def configure(self, updated: set[str]) -> None:
+        if not any(name.startswith("exportjobs_") for name in updated):
+            return
+        opts = ctx.options
+        mode = opts.exportjobs_mode
+        cassette = opts.exportjobs_cassette
+        if mode in ("record", "replay") and not cassette:
+            raise exceptions.OptionsError(
+                f"exportjobs_cassette: {mode} mode needs a cassette file; set exportjobs_cassette")
+        upstream = None
+        if opts.exportjobs_upstream:
+            try:
+                upstream = Upstream.parse(opts.exportjobs_upstream)
+            except ValueError as exc:
+                raise exceptions.OptionsError(f"exportjobs_upstream: {exc}") from None
+        redactor = Redactor.configured(opts.exportjobs_redact_headers, opts.exportjobs_redact_query,
+                                       opts.exportjobs_redact_json)
+        # Reopen the cassette only when it or the mode changed: other options may change live
+        # (mitmproxy's UI) without truncating a recording or restarting replay sequences.
+        reopen = bool({"exportjobs_mode", "exportjobs_cassette"} & updated)
+        index = self.index if mode == "replay" and not reopen else None
+        if index is not None:
+            index.exhausted = opts.exportjobs_miss_policy
+        elif mode == "replay":
+            try:
+                loaded = load_cassette(cassette)
+            except CassetteError as exc:
+                raise exceptions.OptionsError(str(exc)) from None
+            if loaded.torn:
+                log.warning("cassette %s: %s", cassette, loaded.torn)
+            index = ReplayIndex(loaded.interactions, opts.exportjobs_miss_policy)
+        writer = self.writer if mode == "record" and not reopen else None
+        replacing = False
+        if mode == "record" and writer is None:
+            replacing = os.path.exists(cassette)
+            header = new_header(graph_date(), f"exportjobs {_version('exportjobs')}, "
+                                              f"mitmproxy {_version('mitmproxy')}")
+            try:
+                writer = CassetteWriter(cassette, header)
+            except OSError as exc:
+                raise exceptions.OptionsError(
+                    f"cassette {cassette}: cannot be written ({exc.strerror}); "
+                    "check the folder exists and is writable") from None
+            self.timeline = Timeline()
+            self.started_at = time.time()
+        if self.writer is not None and self.writer is not writer:
+            self.writer.close_now()
+        self.mode, self.upstream, self.redactor, self.index, self.writer = (
+            mode, upstream, redactor, index, writer)
+        self.scope = Scope(opts.exportjobs_hosts)
+        self.cassette_name = cassette or ""
+        if (mode == "replay" or upstream is not None) and "connection_strategy" in opts \
+                and opts.connection_strategy != "lazy":
+            # mitmproxy connects upstream on CONNECT by default: replay must never connect, and
+            # with an upstream the real Graph must not be contacted either.
+            opts.connection_strategy = "lazy"
+        if mode == "replay" and index is not self._announced:
+            assert index is not None
+            self._announced = index
+            log.info("exportjobs: replaying %d interaction(s) from %s (miss policy %s)",
+                     index.size, cassette, index.exhausted)
+        elif mode == "record" and writer is not self._announced:
+            self._announced = writer
+            log.info("exportjobs: recording to %s%s%s", cassette,
+                     " (replacing the previous file)" if replacing else "",
+                     f" from {upstream.url}" if upstream else "")
+
+    # --- hooks ---------------------------------------------------------------------------------
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        req = flow.request
+        if flow.response is not None or self.scope.route(req.host, req.port, req.path) is None:
+            return
+        tag = {"record": "REC", "replay": "REPLAY", "passthrough": "PASS"}[self.mode]
+        exchange = _Exchange(tag, req.method, req.path.partition("?")[0])
+        self._exchanges[flow.id] = exchange
+        if self.mode != "passthrough":
+            exchange.request = request_doc(req.method, req.pretty_url, list(req.headers.items(True)),
+                                           req.get_content(strict=False) or b"", self.redactor)
+        if self.mode == "replay":
+            self._answer(flow, exchange)
+            return
+        if self.mode == "record":
+            exchange.number = self.timeline.begin()
+        if self.upstream is not None and self.scope.is_graph(req.host):
+            self.upstream.redirect(req)
+
+    def _answer(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
+        assert self.index is not None and exchange.request is not None
+        take = self.index.take(exchange.request)
+        if take.interaction is not None:
+            flow.response = recorded_response(take, flow.request)
+            if take.outcome is Outcome.REPEAT:
+                exchange.note = f"used up: repeating the last of {take.recorded}"
+            elif take.recorded > 1:
+                exchange.note = f"{take.position}/{take.recorded}"
+        else:
+            flow.response = not_recorded_response(take, flow.request, self.cassette_name)
+            exchange.tag = "MISS"
+            exchange.note = ("not recorded" if take.outcome is Outcome.MISS
+                             else f"all {take.recorded} recorded response(s) used")
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        exchange = self._exchanges.pop(flow.id, None)
+        if exchange is None or flow.response is None:
+            return
+        flow.metadata[_META] = exchange.tag
+        body = None
+        if exchange.tag == "REC" and self.writer is not None:
+            body = await self._record(flow, exchange)
+        self._log(flow, exchange, body)
+
+    async def _record(self, flow: http.HTTPFlow, exchange: _Exchange) -> Any:
+        """Append the exchange to the cassette; returns the (redacted) JSON body, if any."""
+        assert self.writer is not None and flow.response is not None
+        res = flow.response
+        started = flow.request.timestamp_start
+        ended = res.timestamp_end or time.time()
+        doc = {
+            "interaction": exchange.number,
+            "started": round(started - self.started_at, 6),
+            "duration": round(ended - started, 6),
+            "concurrent": self.timeline.end(exchange.number),
+            "request": exchange.request,
+            "response": response_doc(res.status_code, list(res.headers.items(True)),
+                                     res.get_content(strict=False) or b"", self.redactor),
+        }
+        try:
+            await self.writer.append(doc)
+        except OSError as exc:
+            log.error("cassette %s: cannot write interaction %d (%s); the client gets a 502",
+                      self.cassette_name, exchange.number, exc.strerror)
+            flow.response = http.Response.make(
+                502, error_json("cassetteWriteFailed",
+                                f"The proxy could not record this response to cassette "
+                                f"'{self.cassette_name}': {exc.strerror}."),
+                {"Content-Type": "application/json"})
+            return None
+        return doc["response"].get("json")
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        exchange = self._exchanges.pop(flow.id, None)
+        if exchange is None:
+            return
+        flow.metadata[_META] = exchange.tag
+        if exchange.number:
+            self.timeline.end(exchange.number)
+        message = flow.error.msg if flow.error else "no response"
+        started = flow.request.timestamp_start
+        log.warning("%s", exchange_line(exchange.tag, exchange.method, exchange.path, "ERR", None,
+                                        time.time() - started, message))
+
+    def _log(self, flow: http.HTTPFlow, exchange: _Exchange, body: Any = None) -> None:
+        res = flow.response
+        assert res is not None
+        seconds = (res.timestamp_end or time.time()) - flow.request.timestamp_start
+        line = exchange_line(exchange.tag, exchange.method, exchange.path, res.status_code,
+                             response_json(res) if body is None else body, seconds, exchange.note)
+        log.log(logging.WARNING if exchange.tag == "MISS" else logging.INFO, "%s", line)
+
+    async def done(self) -> None:
+        if self.writer is not None:
+            await self.writer.close()
+            self.writer = None
+
+
+addons = [ExportJobs()]

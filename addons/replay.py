@@ -1,0 +1,85 @@
+"""Replay answers: recorded responses made live again, and the Graph error for a miss.
+
+Volatile headers are refreshed (``request-id`` new, ``client-request-id`` echoed, ``Date``
+now); everything else is served as recorded. A miss never reaches the network: it gets a
+Graph error body (from ``simulator.graph``, the one error builder) naming the cassette.
+"""
+
+from __future__ import annotations
+
+import json
+from email.utils import formatdate
+from typing import Any
+
+from mitmproxy import http
+
+from addons.cassette import body_bytes
+from addons.matching import Take
+from addons.redaction import PLACEHOLDER
+from simulator.graph import error_json, new_request_id
+
+MISS_STATUS = 404
+_REFRESHED = frozenset({"request-id", "client-request-id", "date", "content-length",
+                        "transfer-encoding", "content-encoding"})
+REPLAY_HEADER = "x-exportjobs-replay"
+
+
+def _graph_headers(request: http.Request) -> list[tuple[str, str]]:
+    request_id = new_request_id()
+    return [
+        ("request-id", request_id),
+        ("client-request-id", request.headers.get("client-request-id") or request_id),
+        ("Date", formatdate(usegmt=True)),
+    ]
+
+
+def _make(status: int, headers: list[tuple[str, str]], body: bytes, request: http.Request) -> http.Response:
+    response = http.Response.make(status, body)
+    response.headers.clear()
+    for name, value in headers:
+        response.headers.add(name, value)
+    response.headers["content-length"] = str(len(body))
+    response.http_version = request.http_version
+    return response
+
+
+def recorded_response(take: Take, request: http.Request) -> http.Response:
+    """The recorded response of ``take`` (a HIT or REPEAT), with volatile headers refreshed."""
+    assert take.interaction is not None
+    stored = take.interaction["response"]
+    headers = [
+        (str(name), str(value)) for name, value in stored.get("headers", [])
+        if str(name).lower() not in _REFRESHED and value != PLACEHOLDER
+    ]
+    headers += _graph_headers(request)
+    headers.append((REPLAY_HEADER, f"{take.outcome.value} {take.position}/{take.recorded}"))
+    return _make(int(stored["status"]), headers, body_bytes(stored), request)
+
+
+def not_recorded_response(take: Take, request: http.Request, cassette: str) -> http.Response:
+    """The Graph error for a MISS or an EXHAUSTED sequence (policy ``error``)."""
+    target = f"{request.method} {request.path.partition('?')[0]}"
+    if take.interaction is None and take.recorded == 0:
+        code, inner = "notRecorded", "exportJobsCassetteMiss"
+        message = (f"Not recorded: cassette '{cassette}' has no interaction matching {target}; "
+                   "record it first (exportjobs proxy --mode record).")
+    else:
+        code, inner = "notRecorded", "exportJobsCassetteExhausted"
+        message = (f"Not recorded: cassette '{cassette}' holds {take.recorded} response(s) for "
+                   f"{target} and all were replayed (miss policy 'error').")
+    headers = _graph_headers(request)
+    body = error_json(code, message, inner_code=inner, request_id=headers[0][1],
+                      client_request_id=headers[1][1])
+    headers += [("Content-Type", "application/json"),
+                (REPLAY_HEADER, f"{take.outcome.value} {take.position}/{take.recorded}")]
+    return _make(MISS_STATUS, headers, body, request)
+
+
+def response_json(response: http.Response | None) -> Any:
+    """The JSON body of a response, or None (for the console line)."""
+    if response is None or "json" not in response.headers.get("content-type", ""):
+        return None
+    try:
+        return json.loads(response.get_content(strict=False) or b"null")
+    except ValueError:
+        return None

@@ -1,0 +1,137 @@
+"""Run mitmproxy with the exportJobs addon in-process.
+
+``start_proxy`` is for tests and other commands (port 0 picks a free port);
+``exportjobs proxy`` (simulator/cli.py) wraps it. Bad settings raise ``ProxyError`` with a
+one-line message naming the file or option and what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mitmproxy import exceptions, options
+from mitmproxy.addons import default_addons
+from mitmproxy.master import Master
+
+from addons.exportjobs import ExportJobs
+
+CA_CERT_FILE = "mitmproxy-ca-cert.pem"
+
+
+class ProxyError(Exception):
+    """Settings the proxy cannot start with (exit 2) or an address it cannot bind (exit 3)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class RunningProxy:
+    """A proxy serving on a real socket; ``url`` is what clients set as their HTTP(S) proxy."""
+
+    master: Master
+    addon: ExportJobs
+    task: asyncio.Task[None]
+    host: str
+    port: int
+    confdir: Path
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The CA certificate clients must trust for HTTPS interception."""
+        return self.confdir / CA_CERT_FILE
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.master.shutdown()
+        await self.task
+
+
+async def start_proxy(
+    mode: str,
+    cassette: str | os.PathLike[str] | None,
+    upstream: str | None = None,
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    miss_policy: str = "repeat-last",
+    hosts: Sequence[str] = (),
+    redact_headers: Sequence[str] = (),
+    redact_query: Sequence[str] = (),
+    redact_json: Sequence[str] = (),
+    confdir: str | os.PathLike[str] | None = None,
+    extra_addons: Iterable[Any] = (),
+) -> RunningProxy:
+    """Start mitmproxy with the exportJobs addon and return once it listens."""
+    opts = options.Options(listen_host=host, listen_port=port)
+    master = Master(opts)
+    master.addons.add(*default_addons())
+    addon = ExportJobs()
+    master.addons.add(addon, *extra_addons)
+    settings: dict[str, Any] = {
+        "exportjobs_mode": mode,
+        "exportjobs_cassette": os.fspath(cassette) if cassette is not None else None,
+        "exportjobs_upstream": upstream,
+        "exportjobs_miss_policy": miss_policy,
+        "exportjobs_hosts": list(hosts),
+        "exportjobs_redact_headers": list(redact_headers),
+        "exportjobs_redact_query": list(redact_query),
+        "exportjobs_redact_json": list(redact_json),
+    }
+    if confdir is not None:
+        settings["confdir"] = os.fspath(confdir)
+    try:
+        opts.update(**settings)
+    except exceptions.OptionsError as exc:
+        await _discard(master)
+        raise ProxyError(str(exc)) from None
+    task = asyncio.create_task(master.run(), name="exportjobs proxy")
+    proxyserver = master.addons.get("proxyserver")
+    while not task.done() and not proxyserver.is_running:
+        await asyncio.sleep(0.01)
+    addresses = proxyserver.listen_addrs()
+    if task.done() or not addresses:
+        problems = [s.last_exception for s in proxyserver.servers if s.last_exception]
+        master.shutdown()
+        await asyncio.gather(task, return_exceptions=True)
+        detail = _first_line(problems[0]) if problems else "the proxy stopped while starting"
+        raise ProxyError(f"cannot listen on {host}:{port}: {detail}; pick another with --port", 3)
+    bound_host, bound_port = addresses[0][:2]
+    return RunningProxy(master, addon, task, bound_host, bound_port,
+                        Path(os.path.expanduser(opts.confdir)))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    if "address already in use" in text.lower():
+        return "address already in use"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+async def _discard(master: Master) -> None:
+    """Undo what constructing a master installed, for a master that never ran."""
+    legacy = getattr(master, "_legacy_log_events", None)
+    if legacy is not None:
+        legacy.uninstall()
+
+
+def quiet_mitmproxy_logs() -> None:
+    """Keep the console to one line per exportJobs exchange plus mitmproxy's warnings."""
+    logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+
+
+__all__ = ["ProxyError", "RunningProxy", "start_proxy", "quiet_mitmproxy_logs"]

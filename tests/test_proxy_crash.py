@@ -1,0 +1,134 @@
+"""SIGKILL a recording ``mitmdump -s addons/exportjobs.py`` mid-traffic.
+
+Every response a client received must be in the cassette afterwards, and the cassette must
+load (a torn last document is dropped and reported). The same check run against a
+deliberately broken addon, which writes after the response has gone on, must fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+import addons.exportjobs
+from addons.cassette import load_cassette
+from simulator.emulator import EmulatorConfig, start_emulator
+from tests.test_addon_support import COLLECTION, auth_headers
+
+MITMDUMP = Path(sys.executable).with_name("mitmdump")
+ADDON = Path(addons.exportjobs.__file__)
+
+BROKEN_ADDON = textwrap.dedent("""
+    # Deliberately broken: the cassette write happens after the response went to the client.
+    import asyncio
+    from addons.exportjobs import ExportJobs
+
+    class WritesLate(ExportJobs):
+        async def _record(self, flow, exchange):
+            async def later():
+                await asyncio.sleep(0.5)
+                await ExportJobs._record(self, flow, exchange)
+            asyncio.get_running_loop().create_task(later())
+
+    addons = [WritesLate()]
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _wait_listening(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"mitmdump exited with {process.returncode}")
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        return
+    raise AssertionError("mitmdump did not start listening")
+
+
+async def _kill_mid_traffic(script: Path, tmp_path: Path, confdir: Path) -> tuple[set[str], Path]:
+    """Run traffic through a recording mitmdump, SIGKILL it; returns received request-ids."""
+    emulator = await start_emulator(EmulatorConfig(start_after=60, run_for=60))
+    port = _free_port()
+    cassette = tmp_path / "crash.yaml"
+    process = subprocess.Popen(
+        [str(MITMDUMP), "-q", "-s", str(script), "--listen-host", "127.0.0.1", "-p", str(port),
+         "--set", f"confdir={confdir}", "--set", "exportjobs_mode=record",
+         "--set", f"exportjobs_cassette={cassette}", "--set", f"exportjobs_upstream={emulator.url}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    received: set[str] = set()
+    enough = asyncio.Event()
+    stop = False
+
+    async def client() -> None:
+        async with aiohttp.ClientSession(headers=auth_headers()) as session:
+            while not stop:
+                pair = {"goalsOrganizationId": str(uuid.uuid4()), "explorerViewId": str(uuid.uuid4())}
+                try:
+                    async with session.post(f"http://graph.microsoft.com{COLLECTION}", json=pair,
+                                            proxy=f"http://127.0.0.1:{port}") as r:
+                        await r.read()
+                        received.add(r.headers["request-id"])
+                except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                    return
+                if len(received) >= 60:
+                    enough.set()
+
+    try:
+        await _wait_listening(port, process)
+        workers = [asyncio.create_task(client()) for _ in range(8)]
+        await asyncio.wait_for(enough.wait(), 30)
+        os.kill(process.pid, signal.SIGKILL)  # mid-traffic: the workers are still sending
+        process.wait(10)
+        stop = True
+        await asyncio.gather(*workers)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        await emulator.close()
+    assert process.returncode == -signal.SIGKILL
+    return received, cassette
+
+
+def _missing(received: set[str], cassette: Path) -> set[str]:
+    loaded = load_cassette(cassette)  # must load, torn tail or not
+    recorded = set()
+    for item in loaded.interactions:
+        recorded.update(v for k, v in item["response"]["headers"] if k.lower() == "request-id")
+    return received - recorded
+
+
+@pytest.mark.skipif(not MITMDUMP.exists(), reason="mitmdump is not installed beside this Python")
+async def test_every_response_the_client_got_survives_sigkill(tmp_path, mitm_confdir):
+    received, cassette = await _kill_mid_traffic(ADDON, tmp_path, mitm_confdir)
+    assert len(received) >= 60
+    assert _missing(received, cassette) == set()
+
+
+@pytest.mark.skipif(not MITMDUMP.exists(), reason="mitmdump is not installed beside this Python")
+async def test_the_crash_check_catches_an_addon_that_writes_after_responding(tmp_path, mitm_confdir):
+    script = tmp_path / "writes_late.py"
+    script.write_text(BROKEN_ADDON)
+    received, cassette = await _kill_mid_traffic(script, tmp_path, mitm_confdir)
+    assert _missing(received, cassette), "the check must notice responses missing from the file"

@@ -1,0 +1,34 @@
+"""Bursts and scenarios through a real mitmproxy (the project's proxy in passthrough mode)."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.proxy import start_proxy
+from tests.test_simulator_run import RACE, broken, scenario
+
+
+@pytest.mark.parametrize("release", ["none", "barrier", "last-byte"])
+async def test_bursts_work_through_an_http_proxy_to_an_http_target(emulator, release, tmp_path):
+    proxy = await start_proxy("passthrough", None, confdir=tmp_path)
+    try:
+        result = await run(RACE.replace("RELEASE", release), emulator.url, proxy.url)
+    finally:
+        await proxy.close()
+    assert result.ok, broken(result)
+    assert dict(result.steps[0].stats.statuses) == {201: 1, 409: 29}
+    assert result.proxy == proxy.url
+
+
+async def run(text, target, proxy):
+    from simulator.runner import run_scenario
+
+    return await run_scenario(scenario(text), target=target, proxy=proxy)
+
+
+async def test_an_unreachable_proxy_aborts_with_exit_3(emulator, unused_tcp_port):
+    from simulator.runner import RunAborted
+
+    with pytest.raises(RunAborted) as info:
+        await run(RACE.replace("RELEASE", "none"), emulator.url, f"http://127.0.0.1:{unused_tcp_port}")
+    assert info.value.exit_code == 3 and "cannot reach the proxy" in str(info.value)

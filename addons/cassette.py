@@ -259,6 +259,12 @@ def _load_yaml(path: Path, data: bytes) -> list[Any]:
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
 _BLOCK_KEYS = frozenset({"request", "response"})
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
+# What _JSON writes for a str (the C encoder when available), for the header-pair fast path.
+_JSON_STR = json.encoder.encode_basestring
+# A number token with an exponent and no dot, as repr() writes some floats ("1e-05"); YAML
+# 1.1 would read it back as a string. Text inside strings may match too ("...3e-0b5f"): a
+# match only means the value gets walked (_json_safe_for_yaml), never a wrong answer.
+_DOTLESS_EXPONENT = re.compile(r"(?<![\w.])\d+e[+-]\d")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -289,11 +295,19 @@ def _flow(value: Any) -> str:
         pass
     else:
         # repr() of a float lacks a dot only with an exponent: walk the value only then
-        if ("e+" not in text and "e-" not in text) or _json_safe_for_yaml(value):
+        if _DOTLESS_EXPONENT.search(text) is None or _json_safe_for_yaml(value):
             return _YAML_UNSAFE.sub(_escape, text)
     text = yaml.dump([value], Dumper=yaml.SafeDumper, default_flow_style=True, sort_keys=False,
                      allow_unicode=False, width=1 << 30)
     return text.strip()[1:-1]
+
+
+def _pair(pair: Any) -> str:
+    """A header ``[name, value]`` as ``_flow`` writes it, without the general encoder's
+    per-call setup (there are many per interaction)."""
+    if type(pair) is list and len(pair) == 2 and type(pair[0]) is str and type(pair[1]) is str:
+        return _YAML_UNSAFE.sub(_escape, f"[{_JSON_STR(pair[0])}, {_JSON_STR(pair[1])}]")
+    return _flow(pair)
 
 
 def dump_document(doc: dict[str, Any]) -> bytes:
@@ -311,7 +325,7 @@ def dump_document(doc: dict[str, Any]) -> bytes:
                 mapping(value, pad + "  ")
             elif key == "headers" and isinstance(value, list) and value:
                 lines.append(f"{pad}{key}:")
-                lines.extend(f"{pad}- {_flow(pair)}" for pair in value)
+                lines.extend(f"{pad}- {_pair(pair)}" for pair in value)
             else:
                 lines.append(f"{pad}{key}: {_flow(value)}")
 

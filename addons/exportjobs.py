@@ -27,11 +27,13 @@ from addons.cassette import (
     request_doc,
     response_doc,
 )
-from addons.matching import EXHAUSTION_POLICIES, REPEAT_LAST, Outcome, ReplayIndex
+from addons.faults import INJECTED_META, Faults, injected_note
+from addons.gate import RaceGate
+from addons.matching import EXHAUSTION_POLICIES, INJECTED, REPEAT_LAST, Outcome, ReplayIndex
 from addons.redaction import Redactor
 from addons.replay import not_recorded_response, recorded_response, response_json
 from addons.scope import Scope
-from addons.summary import exchange_line
+from addons.summary import exchange_line, shown
 from addons.timeline import Timeline
 from addons.upstream import Upstream
 from simulator.graph import error_json, graph_date
@@ -58,7 +60,7 @@ class _Exchange:
     (A plain class: mitmproxy runs scripts outside sys.modules, where @dataclass fails.)
     """
 
-    __slots__ = ("tag", "method", "path", "number", "request", "note")
+    __slots__ = ("tag", "method", "path", "number", "request", "note", "injected")
 
     def __init__(self, tag: str, method: str, path: str) -> None:
         self.tag = tag
@@ -67,6 +69,7 @@ class _Exchange:
         self.number = 0
         self.request: dict[str, Any] | None = None
         self.note = ""
+        self.injected: dict[str, Any] | None = None  # set by the Faults addon (addons/faults.py)
 
 
 class ExportJobs:
@@ -179,7 +182,9 @@ class ExportJobs:
 
     def request(self, flow: http.HTTPFlow) -> None:
         req = flow.request
-        if flow.response is not None or self.scope.route(req.host, req.port, req.path) is None:
+        injected = flow.metadata.get(INJECTED_META)
+        answered = flow.response is not None
+        if (answered and not injected) or self.scope.route(req.host, req.port, req.path) is None:
             return
         tag = {"record": "REC", "replay": "REPLAY", "passthrough": "PASS"}[self.mode]
         exchange = _Exchange(tag, req.method, req.path.partition("?")[0])
@@ -187,6 +192,13 @@ class ExportJobs:
         if self.mode != "passthrough":
             exchange.request = request_doc(req.method, req.pretty_url, list(req.headers.items(True)),
                                            req.get_content(strict=False) or b"", self.redactor)
+        if injected:  # the Faults addon answered or delayed this request
+            exchange.injected, exchange.note = injected, injected_note(injected)
+            if answered:
+                exchange.tag = "FAULT"
+                if self.mode == "record":
+                    exchange.number = self.timeline.begin()
+                return
         if self.mode == "replay":
             self._answer(flow, exchange)
             return
@@ -216,7 +228,8 @@ class ExportJobs:
             return
         flow.metadata[_META] = exchange.tag
         body = None
-        if exchange.tag == "REC" and self.writer is not None:
+        if self.writer is not None and (exchange.tag == "REC" or (
+                exchange.tag == "FAULT" and self.mode == "record")):
             body = await self._record(flow, exchange)
         self._log(flow, exchange, body)
 
@@ -235,6 +248,11 @@ class ExportJobs:
             "response": response_doc(res.status_code, list(res.headers.items(True)),
                                      res.get_content(strict=False) or b"", self.redactor),
         }
+        if exchange.injected:  # marked, so replay never serves it as the service's answer
+            if exchange.tag == "FAULT":
+                doc[INJECTED] = {k: v for k, v in exchange.injected.items() if k != "rules"}
+            else:
+                doc["injected_latency_ms"] = exchange.injected["latency_ms"]
         try:
             await self.writer.append(doc)
         except OSError as exc:
@@ -261,12 +279,15 @@ class ExportJobs:
                                         time.time() - started, message))
 
     def _log(self, flow: http.HTTPFlow, exchange: _Exchange, body: Any = None) -> None:
+        level = logging.WARNING if exchange.tag == "MISS" else logging.INFO
+        if not shown(log, level):  # e.g. mitmdump -q: no line, and no add_log fan-out
+            return
         res = flow.response
         assert res is not None
         seconds = (res.timestamp_end or time.time()) - flow.request.timestamp_start
         line = exchange_line(exchange.tag, exchange.method, exchange.path, res.status_code,
                              response_json(res) if body is None else body, seconds, exchange.note)
-        log.log(logging.WARNING if exchange.tag == "MISS" else logging.INFO, "%s", line)
+        log.log(level, "%s", line)
 
     async def done(self) -> None:
         if self.writer is not None:
@@ -274,4 +295,5 @@ class ExportJobs:
             self.writer = None
 
 
-addons = [ExportJobs()]
+# Faults answer first and the gate holds next, so both act before record, replay and redirect.
+addons = [Faults(), RaceGate(), ExportJobs()]

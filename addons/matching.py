@@ -24,6 +24,9 @@ Key = tuple[str, str, tuple[tuple[str, str], ...], tuple[str, str] | None]
 REPEAT_LAST = "repeat-last"
 ERROR = "error"
 EXHAUSTION_POLICIES = (REPEAT_LAST, ERROR)
+# Interactions the proxy made up itself (addons/faults.py) carry this key; they are not the
+# service's answers, so they are never replayed.
+INJECTED = "injected"
 
 
 def _path_key(path: str) -> str:
@@ -88,6 +91,8 @@ class ReplayIndex:
         groups: dict[Key, list[dict[str, Any]]] = {}
         count = 0
         for item in interactions:
+            if INJECTED in item:
+                continue
             groups.setdefault(request_key(item["request"]), []).append(item)
             count += 1
         self._sequences: dict[Key, _Sequence] = {}

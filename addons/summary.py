@@ -7,7 +7,39 @@ are printed: never headers, so never a token or a cookie.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+try:  # mitmproxy 9+: hands every log record to every addon as the deprecated add_log event
+    from mitmproxy.log import LegacyLogEvents as _FAN_OUT
+except ImportError:  # pragma: no cover - an older or no mitmproxy
+    _FAN_OUT = ()  # type: ignore[assignment]
+
+
+def shown(logger: logging.Logger, level: int) -> bool:
+    """Whether a record at ``level`` from ``logger`` reaches a handler that shows it.
+
+    mitmproxy installs a handler that formats every record and fans it out to every addon
+    as the deprecated ``add_log`` event, whatever the console shows; under ``mitmdump -q``
+    nothing else takes an INFO line. The addon builds and logs its line only when some other
+    handler would take it (mitmdump's terminal, the event log of mitmproxy and mitmweb, the
+    CLI's, a test's capture), which saves that work on every exchange.
+    """
+    if not logger.isEnabledFor(level):
+        return False
+    current: logging.Logger | None = logger
+    found = False
+    while current is not None:
+        for handler in current.handlers:
+            found = True
+            if level >= handler.level and not isinstance(handler, _FAN_OUT):
+                return True
+        if not current.propagate:
+            break
+        current = current.parent
+    # No handler anywhere: logging falls back to lastResort (stderr, warnings and up).
+    last = logging.lastResort
+    return not found and last is not None and level >= last.level
 
 
 def job_facts(body: Any) -> str:

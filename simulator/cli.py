@@ -198,11 +198,38 @@ def _add_proxy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--redact-query", action="append", default=[], metavar="NAME")
     p.add_argument("--redact-json", action="append", default=[], metavar="FIELD")
     p.add_argument("--confdir", metavar="DIR", help="mitmproxy folder with its CA (default ~/.mitmproxy)")
+    faults = p.add_argument_group("faults and the race gate (docs/faults.md)")
+    faults.add_argument("--faults", metavar="PLAN",
+                        help="a fault plan: a YAML file, or rules such as "
+                        "'create:429(2s)@0.3, get:503#2, *:latency(200ms)@0.5'")
+    faults.add_argument("--fault-seed", type=int, metavar="N",
+                        help="seed for the plan's rates (same seed, same requests: same faults)")
+    faults.add_argument("--fault-client-header", metavar="NAME",
+                        help="enforce Retry-After per value of this header (default: per client IP)")
+    faults.add_argument("--gate", type=_gate_count, default=0, metavar="N",
+                        help="hold identical creates until N arrived, then release them together")
+    faults.add_argument("--gate-timeout", type=_positive, default=5.0, metavar="S",
+                        help="release a gate that has not filled after S seconds (default 5)")
     p.set_defaults(func=_proxy)
 
 
+def _gate_count(text: str) -> int:
+    if not text.isdigit() or int(text) == 1:
+        raise argparse.ArgumentTypeError(f"expected 2 or more requests to race (0: off), got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> float:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
 _PROXY_FLAGS = {"exportjobs_cassette": "--cassette", "exportjobs_upstream": "--upstream",
-                "exportjobs_miss_policy": "--miss-policy", "exportjobs_hosts": "--host"}
+                "exportjobs_miss_policy": "--miss-policy", "exportjobs_hosts": "--host",
+                "exportjobs_faults": "--faults", "exportjobs_gate_timeout": "--gate-timeout",
+                "exportjobs_gate": "--gate"}
 
 
 def _proxy(args: argparse.Namespace) -> int:
@@ -220,7 +247,9 @@ async def _proxy_until_stopped(args: argparse.Namespace) -> int:
         proxy = await start_proxy(
             args.mode, args.cassette, args.upstream, port=args.port, miss_policy=args.miss_policy,
             hosts=args.hosts, redact_headers=args.redact_header, redact_query=args.redact_query,
-            redact_json=args.redact_json, confdir=args.confdir)
+            redact_json=args.redact_json, confdir=args.confdir, faults=args.faults,
+            fault_seed=args.fault_seed, fault_client_header=args.fault_client_header,
+            gate=args.gate, gate_timeout=args.gate_timeout)
     except ProxyError as exc:
         message = str(exc)
         for option, flag in _PROXY_FLAGS.items():

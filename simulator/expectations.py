@@ -135,3 +135,34 @@ def check_burst(expect: dict[str, Any], outcomes: list[Outcome], variables: dict
         else:
             checks.append(Check("each response", True, "every check", f"all {len(outcomes)} held"))
     return checks
+
+
+# Timers may wake a hair early; a send this close to the end of a window still honoured it.
+RETRY_AFTER_SLACK_S = 0.001
+
+
+def check_retry_after(sends: list[dict[str, Any]]) -> Check:
+    """``honours_retry_after``: no send of a step before the Retry-After of the answer before it
+    had passed, counted from when that answer arrived. ``sends`` are the step's tries in
+    order, each with ``sent_s``, ``answered_s`` (seconds from the step's start) and
+    ``retry_after`` (seconds, or None)."""
+    windows, margins, inside = 0, [], []
+    for i in range(1, len(sends)):
+        before, now = sends[i - 1], sends[i]
+        if before.get("retry_after") is None or before.get("answered_s") is None:
+            continue
+        windows += 1
+        margin = now["sent_s"] - before["answered_s"] - before["retry_after"]
+        margins.append(margin)
+        if margin < -RETRY_AFTER_SLACK_S:
+            inside.append((i, margin))
+    what = "honours Retry-After"
+    if inside:
+        i, margin = inside[0]
+        return Check(what, False, "no request inside a Retry-After window",
+                     f"{len(inside)} of {windows} sent early (first, try {i + 1}: "
+                     f"{-margin * 1000:.0f} ms before Retry-After {sends[i - 1]['retry_after']:g} s ended)")
+    if not windows:
+        return Check(what, True, "no request inside a Retry-After window", "no Retry-After was asked for")
+    return Check(what, True, "no request inside a Retry-After window",
+                 f"all {windows} waits held (smallest margin {min(margins) * 1000:.0f} ms)")

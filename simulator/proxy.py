@@ -20,6 +20,8 @@ from mitmproxy.addons import default_addons
 from mitmproxy.master import Master
 
 from addons.exportjobs import ExportJobs
+from addons.faults import Faults
+from addons.gate import RaceGate
 
 CA_CERT_FILE = "mitmproxy-ca-cert.pem"
 
@@ -42,6 +44,8 @@ class RunningProxy:
     host: str
     port: int
     confdir: Path
+    faults: Faults | None = None
+    gate: RaceGate | None = None
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -75,13 +79,22 @@ async def start_proxy(
     redact_json: Sequence[str] = (),
     confdir: str | os.PathLike[str] | None = None,
     extra_addons: Iterable[Any] = (),
+    faults: str | os.PathLike[str] | None = None,
+    fault_seed: int | None = None,
+    fault_client_header: str | None = None,
+    gate: int = 0,
+    gate_timeout: float = 5.0,
 ) -> RunningProxy:
-    """Start mitmproxy with the exportJobs addon and return once it listens."""
+    """Start mitmproxy with the exportJobs addons and return once it listens.
+
+    ``faults`` is a plan file or short rules (docs/faults.md); ``gate`` holds identical
+    creates until that many arrived (0: off). The order matches addons/exportjobs.py.
+    """
     opts = options.Options(listen_host=host, listen_port=port)
     master = Master(opts)
     master.addons.add(*default_addons())
-    addon = ExportJobs()
-    master.addons.add(addon, *extra_addons)
+    fault_addon, gate_addon, addon = Faults(), RaceGate(), ExportJobs()
+    master.addons.add(fault_addon, gate_addon, addon, *extra_addons)
     settings: dict[str, Any] = {
         "exportjobs_mode": mode,
         "exportjobs_cassette": os.fspath(cassette) if cassette is not None else None,
@@ -91,6 +104,11 @@ async def start_proxy(
         "exportjobs_redact_headers": list(redact_headers),
         "exportjobs_redact_query": list(redact_query),
         "exportjobs_redact_json": list(redact_json),
+        "exportjobs_faults": os.fspath(faults) if faults is not None else None,
+        "exportjobs_fault_seed": fault_seed,
+        "exportjobs_fault_client_header": fault_client_header,
+        "exportjobs_gate": gate,
+        "exportjobs_gate_timeout": gate_timeout,
     }
     if confdir is not None:
         settings["confdir"] = os.fspath(confdir)
@@ -112,7 +130,7 @@ async def start_proxy(
         raise ProxyError(f"cannot listen on {host}:{port}: {detail}; pick another with --port", 3)
     bound_host, bound_port = addresses[0][:2]
     return RunningProxy(master, addon, task, bound_host, bound_port,
-                        Path(os.path.expanduser(opts.confdir)))
+                        Path(os.path.expanduser(opts.confdir)), fault_addon, gate_addon)
 
 
 def _first_line(exc: BaseException) -> str:

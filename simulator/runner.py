@@ -22,7 +22,14 @@ import aiohttp
 from simulator.auth import READ_WRITE, fake_token
 from simulator.embedded import EmbeddedEmulator
 from simulator.emulator import EmulatorConfig
-from simulator.expectations import Check, check_burst, check_response, holds, winner
+from simulator.expectations import (
+    Check,
+    check_burst,
+    check_response,
+    check_retry_after,
+    holds,
+    winner,
+)
 from simulator.progress import Progress
 from simulator.scenario import Scenario, Step
 from simulator.stats import TrafficStats
@@ -197,22 +204,55 @@ class Runner:
 
     async def _request(self, client: Client, step: Step, result: StepResult) -> None:
         request = self._prepare(step.spec)
-        outcome = await client.send(request, timeout=step.spec.get("timeout", 30))
-        result.stats.add(outcome.status, outcome.latency_s)
+        retry = step.retry or {}
+        statuses = set(retry.get("statuses", RETRY_STATUSES))
+        retries = retry.get("max_retries", 3) if step.retry is not None else 0
+        cap, interval = retry.get("max_retry_after", 60.0), retry.get("interval", 1.0)
+        started = time.monotonic()
+        sends: list[dict[str, Any]] = []
+        waited = 0.0
+        while True:
+            outcome = await self._send_noted(client, request, step.spec.get("timeout", 30), started, sends)
+            result.stats.add(outcome.status, outcome.latency_s)
+            if outcome.status not in statuses or len(sends) > retries:
+                break
+            retry_after = sends[-1]["retry_after"]
+            wait = min(retry_after, cap) if retry_after is not None else interval
+            await asyncio.sleep(wait)
+            waited += wait
         result.details["request"] = request.description
+        if step.retry is not None:
+            result.details.update(tries=len(sends), waited_s=round(waited, 2), sends=sends)
         result.checks += check_response(step.expect, outcome, self.variables)
+        if step.expect.get("honours_retry_after"):
+            result.checks.append(check_retry_after(sends))
         self._save(step, result, lambda _: outcome)
+
+    @staticmethod
+    async def _send_noted(client: Client, request: PreparedRequest, timeout: float, started: float,
+                          sends: list[dict[str, Any]]) -> Outcome:
+        """Send once and note when (from ``started``), what came back, and any Retry-After."""
+        sent = time.monotonic()
+        outcome = await client.send(request, timeout=timeout)
+        answered = time.monotonic()
+        sends.append({"sent_s": round(sent - started, 6),
+                      "answered_s": round(answered - started, 6) if outcome.status is not None else None,
+                      "status": outcome.status, "retry_after": _retry_after(outcome)})
+        return outcome
 
     async def _burst(self, client: Client, step: Step, result: StepResult) -> None:
         spec = step.spec
         request = self._prepare(spec["request"])
-        release = spec.get("release", "last-byte")
+        release = spec.get("release", "none" if "spacing" in spec else "last-byte")
         if self._control:
             await self._control_call("DELETE", "/arrivals")
-        burst: BurstResult = await send_burst(
-            request, spec["count"], release, proxy=self.proxy, ssl_context=self.ssl_context,
-            timeout=spec["request"].get("timeout", 30),
-        )
+        timeout = spec["request"].get("timeout", 30)
+        if "spacing" in spec:
+            burst = await _spaced(client, request, spec["count"], float(spec["spacing"]), timeout)
+            release = f"none, {float(spec['spacing']) * 1000:g} ms apart"
+        else:
+            burst = await send_burst(request, spec["count"], release, proxy=self.proxy,
+                                     ssl_context=self.ssl_context, timeout=timeout)
         for outcome in burst.outcomes:
             result.stats.add(outcome.status, outcome.latency_s)
         result.details.update(request=request.description, release=release, count=spec["count"],
@@ -236,9 +276,12 @@ class Runner:
         deadline = time.monotonic() + spec.get("timeout", 120.0)
         tries, waited, honoured = 0, 0.0, True
         outcome: Outcome | None = None
+        started = time.monotonic()
+        sends: list[dict[str, Any]] = []
         with self.progress.task(f"poll {step.name}") as bar:
             while True:
-                outcome = await client.send(request, timeout=spec["request"].get("timeout", 30))
+                outcome = await self._send_noted(client, request, spec["request"].get("timeout", 30),
+                                                 started, sends)
                 tries += 1
                 result.stats.add(outcome.status, outcome.latency_s)
                 state = get_path(outcome.json(), "value.status") if outcome.json() is not MISSING else MISSING
@@ -258,9 +301,11 @@ class Runner:
                 await asyncio.sleep(wait)
                 waited += wait
         result.details.update(request=request.description, tries=tries, waited_s=round(waited, 2),
-                              honoured_retry_after=honoured)
+                              honoured_retry_after=honoured, sends=sends)
         if outcome is not None:
             result.checks += check_response(step.expect, outcome, self.variables)
+            if step.expect.get("honours_retry_after"):
+                result.checks.append(check_retry_after(sends))
             self._save(step, result, lambda _: outcome)
 
     async def _pause(self, client: Client, step: Step, result: StepResult) -> None:
@@ -319,6 +364,22 @@ class Runner:
 
 
 _MAX_IN_FLIGHT = 10_000
+RETRY_STATUSES = (429, 503, 504)
+
+
+async def _spaced(client: Client, request: PreparedRequest, count: int, spacing: float,
+                  timeout: float) -> BurstResult:
+    """``count`` copies started ``spacing`` seconds apart, each on its own, none waiting for
+    another: what independent clients look like to a race gate."""
+    send_ns = [0] * count
+
+    async def one(i: int) -> Outcome:
+        await asyncio.sleep(i * spacing)
+        send_ns[i] = time.monotonic_ns()
+        return await client.send(request, timeout=timeout)
+
+    outcomes = await asyncio.gather(*(one(i) for i in range(count)))
+    return BurstResult(list(outcomes), send_ns)
 
 
 async def _open_model(one: Any, rate: float, deadline: float, budget: int) -> int:

@@ -52,6 +52,7 @@ class Step:
     spec: Any  # the kind's own mapping (or seconds, for a pause), with ${...} still in it
     expect: dict[str, Any] = field(default_factory=dict)
     save: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retry: dict[str, Any] | None = None  # request steps: retry throttles and failures
 
 
 @dataclass
@@ -260,7 +261,17 @@ class _Checker:
             if not spec["until"]:
                 self.problem([*path, "poll", "until"], "'until' needs a status, headers or json condition")
             self.response_expectation([*path, "poll", "until"], spec["until"])
+        if kind == "burst" and "spacing" in spec and spec.get("release", "none") != "none":
+            self.problem([*path, "burst"], "'spacing' sends copies one after another with no "
+                         "synchronisation; it goes with release: none", "spacing")
+        if "retry" in step and kind != "request":
+            self.problem(path, f"'retry' applies to request steps only"
+                         + ("; a poll already waits Retry-After between tries" if kind == "poll" else ""),
+                         "retry")
         expect = step.get("expect") or {}
+        if "honours_retry_after" in expect and kind not in ("request", "poll"):
+            self.problem([*path, "expect"], "'honours_retry_after' applies to request and poll steps",
+                         "honours_retry_after")
         if expect and kind in ("pause", "load"):
             self.problem(path, f"a {kind} step takes no 'expect'"
                          + ("; put limits under load.thresholds" if kind == "load" else ""), "expect")
@@ -325,6 +336,7 @@ def parse_scenario(text: str, source: str, *, extra_variables: set[str] | frozen
             spec=raw[kind],
             expect=raw.get("expect") or {},
             save=raw.get("save") or {},
+            retry=raw.get("retry"),
         ))
     return Scenario(
         source=source,

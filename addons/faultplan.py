@@ -1,0 +1,286 @@
+"""The fault plan: which exportJobs requests the proxy answers with a made-up failure.
+
+A plan is a list of rules, read from a YAML file or from a short option string (the
+syntax is in docs/faults.md). Each rule matches request kinds (``create``, ``list``,
+``get``, ``content``, or ``*``), fires at a ``rate`` or for the ``nth`` matching request,
+and either answers 429/503/504 (with ``Retry-After``) or adds latency. Every rule draws
+from its own RNG seeded with the plan's seed and the rule's position, once per matching
+request, so the same requests in the same order meet the same faults on every run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+KINDS = ("create", "list", "get", "content")
+STATUSES = (429, 503, 504)
+RETRY_AFTER_DEFAULT = {429: 1}  # Graph always sends Retry-After with 429; 503/504 when asked
+
+
+class FaultPlanError(ValueError):
+    """A plan that cannot be used; the message names the file and line (or rule) and field."""
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    number: int  # 1-based position in the plan
+    kinds: frozenset[str]  # empty: any kind
+    method: str | None
+    status: int | None  # an error answer, or None for latency
+    retry_after: int | None  # whole seconds, as HTTP and Graph write it
+    latency_s: float
+    rate: float | None
+    nth: frozenset[int]
+    text: str  # how the rule reads, for console lines and the cassette
+
+    def matches(self, kind: str, method: str) -> bool:
+        return (not self.kinds or kind in self.kinds) and (self.method is None or self.method == method)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the plan does to one request: an error rule (or None) and latency to add."""
+
+    error: FaultRule | None
+    latency_s: float
+    latency_rules: tuple[FaultRule, ...] = ()
+
+
+@dataclass
+class FaultPlan:
+    rules: list[FaultRule]
+    seed: int | None = None  # from the plan file; the option overrides it
+    source: str = ""
+    _seen: list[int] = field(default_factory=list, repr=False)
+    _dice: list[random.Random] = field(default_factory=list, repr=False)
+
+    def start(self, seed: int) -> None:
+        """Reset counters and RNGs: the plan then behaves exactly as on any run with ``seed``."""
+        self.seed = seed
+        self._seen = [0] * len(self.rules)
+        self._dice = [random.Random(f"{seed}:{rule.number}") for rule in self.rules]
+
+    def decide(self, kind: str, method: str) -> Decision:
+        """Count and roll every matching rule (so one rule's outcome never shifts another's
+        stream); the first error rule that fires answers, latency rules add up."""
+        error: FaultRule | None = None
+        latency, delayed = 0.0, []
+        for i, rule in enumerate(self.rules):
+            if not rule.matches(kind, method):
+                continue
+            self._seen[i] += 1
+            roll = self._dice[i].random()
+            fires = self._seen[i] in rule.nth if rule.rate is None else roll < rule.rate
+            if not fires:
+                continue
+            if rule.status is None:
+                latency += rule.latency_s
+                delayed.append(rule)
+            elif error is None:
+                error = rule
+        return Decision(error, latency, tuple(delayed))
+
+
+# --- reading ------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s)?$")
+
+
+def _duration(value: Any, unit: str = "ms") -> float:
+    """Seconds from ``200ms``, ``1.5s``, or a bare number in ``unit``."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, (int, float)):
+        number, given = float(value), unit
+    else:
+        m = _DURATION.match(str(value).strip())
+        if m is None:
+            raise ValueError
+        number, given = float(m[1]), m[2] or unit
+    if not math.isfinite(number) or number < 0:
+        raise ValueError
+    return number / 1000 if given == "ms" else number
+
+
+def _rule(number: int, raw: dict[str, Any], text: str, where: Any) -> FaultRule:
+    """A rule from its fields; ``where(field)`` gives the prefix naming the rule and field."""
+    known = {"match", "method", "status", "retry_after", "latency", "rate", "nth"}
+    for key in raw:
+        if key not in known:
+            raise FaultPlanError(f"{where(key)}: unknown field; use {', '.join(sorted(known))}")
+    kinds = raw.get("match", "*")
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    if not isinstance(kinds, list) or not kinds or not all(isinstance(k, str) for k in kinds):
+        raise FaultPlanError(f"{where('match')}: give a kind or a list of kinds ({', '.join(KINDS)}, *)")
+    for kind in kinds:
+        if kind not in (*KINDS, "*", "any"):
+            raise FaultPlanError(f"{where('match')}: {kind!r} is not a kind; use {', '.join(KINDS)} or *")
+    kind_set = frozenset() if {"*", "any"} & set(kinds) else frozenset(kinds)
+    method = raw.get("method")
+    if method is not None and (not isinstance(method, str) or method.upper() not in ("GET", "POST")):
+        raise FaultPlanError(f"{where('method')}: exportJobs takes GET or POST, not {method!r}")
+    status, latency = raw.get("status"), raw.get("latency")
+    if (status is None) == (latency is None):
+        raise FaultPlanError(f"{where('status')}: give exactly one of status (429, 503, 504) or latency")
+    retry_after = None
+    latency_s = 0.0
+    if status is not None:
+        if status not in STATUSES or isinstance(status, bool):
+            raise FaultPlanError(f"{where('status')}: {status!r} is not one of 429, 503, 504")
+        retry_after = raw.get("retry_after", RETRY_AFTER_DEFAULT.get(status))
+        if retry_after is not None:
+            try:
+                seconds = _duration(retry_after, "s")
+            except ValueError:
+                raise FaultPlanError(f"{where('retry_after')}: {retry_after!r} is not whole seconds (e.g. 2)") from None
+            if seconds != int(seconds):
+                raise FaultPlanError(f"{where('retry_after')}: Retry-After is whole seconds, not {retry_after!r}")
+            retry_after = int(seconds)
+    else:
+        if "retry_after" in raw:
+            raise FaultPlanError(f"{where('retry_after')}: only an error status carries Retry-After")
+        try:
+            latency_s = _duration(latency)
+        except ValueError:
+            raise FaultPlanError(f"{where('latency')}: {latency!r} is not a duration like 200ms or 1.5s") from None
+    rate, nth = raw.get("rate"), raw.get("nth")
+    if (rate is None) == (nth is None):
+        raise FaultPlanError(f"{where('rate')}: give exactly one of rate (0 to 1) or nth (1, 2, ...)")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1):
+        raise FaultPlanError(f"{where('rate')}: {rate!r} is not a number from 0 to 1")
+    nths = [nth] if nth is not None and not isinstance(nth, list) else (nth or [])
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in nths):
+        raise FaultPlanError(f"{where('nth')}: {nth!r} is not a request number (1 is the first) or a list of them")
+    return FaultRule(number, kind_set, method.upper() if method else None, status, retry_after,
+                     latency_s, None if rate is None else float(rate), frozenset(nths), text)
+
+
+def _describe(raw: dict[str, Any]) -> str:
+    """A rule in the short syntax, whichever way it was written."""
+    kinds = raw.get("match", "*")
+    kinds = "|".join(kinds) if isinstance(kinds, list) else str(kinds)
+    if raw.get("method"):
+        kinds = f"{str(raw['method']).upper()} {kinds}"
+    if raw.get("status") is not None:
+        ra = raw.get("retry_after", RETRY_AFTER_DEFAULT.get(raw["status"]))
+        action = f"{raw['status']}" + (f"({ra}s)" if ra is not None else "")
+    else:
+        action = f"latency({raw.get('latency')})"
+    nth = raw.get("nth")
+    when = f"@{raw['rate']:g}" if raw.get("rate") is not None else (
+        "#" + "+".join(map(str, nth if isinstance(nth, list) else [nth])))
+    return f"{kinds}:{action}{when}"
+
+
+_SHORT = re.compile(
+    r"^(?:(?P<method>GET|POST)\s+)?(?P<kinds>[a-z*|]+):"
+    r"(?:(?P<status>\d{3})(?:\((?P<ra>[^)]*)\))?|latency\((?P<latency>[^)]*)\))"
+    r"(?:@(?P<rate>[^#@]+)|#(?P<nth>[\d+]+))$",
+    re.IGNORECASE,
+)
+
+
+def parse_short(text: str, source: str = "exportjobs_faults") -> FaultPlan:
+    """``create:429(2s)@0.3, get:503#2, *:latency(200ms)@0.5`` -> a plan."""
+    rules = []
+    items = [item.strip() for item in text.split(",")]
+    for number, item in enumerate(items, 1):
+        def where(key: str, item: str = item, number: int = number) -> str:
+            return f"{source}: rule {number} {item!r}, {key}"
+
+        m = _SHORT.match(item)
+        if m is None:
+            raise FaultPlanError(
+                f"{source}: rule {number} {item!r} does not read as KIND:ACTION@RATE or KIND:ACTION#N "
+                "(e.g. create:429(2s)@0.3, get:503#2, *:latency(200ms)@0.5)")
+        raw: dict[str, Any] = {"match": m["kinds"].lower().split("|")}
+        if m["method"]:
+            raw["method"] = m["method"]
+        if m["status"]:
+            raw["status"] = int(m["status"])
+            if m["ra"] is not None:
+                raw["retry_after"] = m["ra"].strip()
+        else:
+            raw["latency"] = m["latency"].strip()
+        if m["rate"] is not None:
+            try:
+                raw["rate"] = float(m["rate"])
+            except ValueError:
+                raise FaultPlanError(f"{where('rate')}: {m['rate']!r} is not a number from 0 to 1") from None
+        else:
+            parts = m["nth"].split("+")
+            if not all(p.isdigit() for p in parts):
+                raise FaultPlanError(f"{where('nth')}: write #N or #N+M (request numbers)")
+            raw["nth"] = [int(p) for p in parts]
+        rules.append(_rule(number, raw, item, where))
+    return FaultPlan(rules, source=source)
+
+
+def _node_value(node: yaml.Node) -> Any:
+    return yaml.safe_load(yaml.serialize(node))
+
+
+def load_file(path: str) -> FaultPlan:
+    """A plan from a YAML file: ``seed`` (optional) and ``faults``, a list of rules."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise FaultPlanError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise FaultPlanError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(root, yaml.MappingNode):
+        raise FaultPlanError(f"{path}:1: a fault plan is a mapping with 'faults:' (a list of rules)")
+    top = {k.value: v for k, v in root.value}
+    for key, value in top.items():
+        if key not in ("seed", "faults"):
+            raise FaultPlanError(f"{path}:{value.start_mark.line + 1}: {key}: unknown field; use seed, faults")
+    seed = None
+    if "seed" in top:
+        seed = _node_value(top["seed"])
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise FaultPlanError(f"{path}:{top['seed'].start_mark.line + 1}: seed: give a whole number")
+    faults = top.get("faults")
+    if not isinstance(faults, yaml.SequenceNode) or not faults.value:
+        line = faults.start_mark.line + 1 if faults is not None else 1
+        raise FaultPlanError(f"{path}:{line}: faults: give a list of rules (see docs/faults.md)")
+    rules = []
+    for number, node in enumerate(faults.value, 1):
+        if not isinstance(node, yaml.MappingNode):
+            raise FaultPlanError(f"{path}:{node.start_mark.line + 1}: faults[{number}]: a rule is a mapping")
+        lines = {k.value: v.start_mark.line + 1 for k, v in node.value}
+        raw = _node_value(node)
+
+        def where(key: str, lines: dict[str, int] = lines, node: yaml.Node = node,
+                  number: int = number) -> str:
+            return f"{path}:{lines.get(key, node.start_mark.line + 1)}: faults[{number}].{key}"
+
+        try:
+            text = _describe(raw)
+        except (TypeError, ValueError, KeyError):
+            text = f"rule {number}"
+        rules.append(_rule(number, raw, text, where))
+    return FaultPlan(rules, seed=seed, source=path)
+
+
+def load_plan(value: str) -> FaultPlan:
+    """The plan an ``exportjobs_faults`` value names: a YAML file, or rules in the short syntax."""
+    value = value.strip()
+    if value.lower().endswith((".yaml", ".yml")) or os.path.isfile(value):
+        return load_file(value)
+    return parse_short(value)
+
+
+def new_seed() -> int:
+    return random.SystemRandom().randrange(1, 1 << 31)

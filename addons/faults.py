@@ -23,7 +23,7 @@ from typing import Any, Optional
 from mitmproxy import ctx, exceptions, http
 
 from addons.faultplan import Decision, FaultPlan, FaultPlanError, FaultRule, load_plan, new_seed
-from addons.replay import _graph_headers, _make  # the one home of Graph's volatile headers
+from addons.replay import graph_headers, make_response  # the one home of Graph's volatile headers
 from addons.scope import Scope
 from simulator.graph import JSON_CONTENT_TYPE, error_json
 
@@ -44,14 +44,14 @@ GRAPH_ERRORS = {
 def fault_response(status: int, retry_after: int | None, request: http.Request, label: str) -> http.Response:
     """A Graph error response for ``status``, with ``Retry-After`` when given."""
     code, message = GRAPH_ERRORS[status]
-    headers = _graph_headers(request)
+    headers = graph_headers(request)
     body = error_json(code, message, inner_code=str(status), request_id=headers[0][1],
                       client_request_id=headers[1][1])
     headers.append(("Content-Type", JSON_CONTENT_TYPE))
     if retry_after is not None:
         headers.append(("Retry-After", str(retry_after)))
     headers.append((FAULT_HEADER, label))
-    return _make(status, headers, body, request)
+    return make_response(status, headers, body, request)
 
 
 def injected_note(meta: dict[str, Any]) -> str:

@@ -24,7 +24,7 @@ _REFRESHED = frozenset({"request-id", "client-request-id", "date", "content-leng
 REPLAY_HEADER = "x-exportjobs-replay"
 
 
-def _graph_headers(request: http.Request) -> list[tuple[str, str]]:
+def graph_headers(request: http.Request) -> list[tuple[str, str]]:
     request_id = new_request_id()
     return [
         ("request-id", request_id),
@@ -33,7 +33,7 @@ def _graph_headers(request: http.Request) -> list[tuple[str, str]]:
     ]
 
 
-def _make(status: int, headers: list[tuple[str, str]], body: bytes, request: http.Request) -> http.Response:
+def make_response(status: int, headers: list[tuple[str, str]], body: bytes, request: http.Request) -> http.Response:
     response = http.Response.make(status, body)
     response.headers.clear()
     for name, value in headers:
@@ -51,9 +51,9 @@ def recorded_response(take: Take, request: http.Request) -> http.Response:
         (str(name), str(value)) for name, value in stored.get("headers", [])
         if str(name).lower() not in _REFRESHED and value != PLACEHOLDER
     ]
-    headers += _graph_headers(request)
+    headers += graph_headers(request)
     headers.append((REPLAY_HEADER, f"{take.outcome.value} {take.position}/{take.recorded}"))
-    return _make(int(stored["status"]), headers, body_bytes(stored), request)
+    return make_response(int(stored["status"]), headers, body_bytes(stored), request)
 
 
 def not_recorded_response(take: Take, request: http.Request, cassette: str) -> http.Response:
@@ -67,12 +67,12 @@ def not_recorded_response(take: Take, request: http.Request, cassette: str) -> h
         code, inner = "notRecorded", "exportJobsCassetteExhausted"
         message = (f"Not recorded: cassette '{cassette}' holds {take.recorded} response(s) for "
                    f"{target} and all were replayed (miss policy 'error').")
-    headers = _graph_headers(request)
+    headers = graph_headers(request)
     body = error_json(code, message, inner_code=inner, request_id=headers[0][1],
                       client_request_id=headers[1][1])
     headers += [("Content-Type", "application/json"),
                 (REPLAY_HEADER, f"{take.outcome.value} {take.position}/{take.recorded}")]
-    return _make(MISS_STATUS, headers, body, request)
+    return make_response(MISS_STATUS, headers, body, request)
 
 
 def response_json(response: http.Response | None) -> Any:

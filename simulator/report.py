@@ -91,6 +91,8 @@ def _summary_line(result: StepResult) -> str:
     elif result.step.kind == "poll":
         bits.append(f"{d['tries']} tries, waited {d['waited_s']:g} s"
                     + (", honoured Retry-After" if d.get("honoured_retry_after") else ", Retry-After capped"))
+    elif result.step.kind == "request" and "tries" in d:
+        bits.append(f"{d['tries']} tries, waited {d['waited_s']:g} s")
     elif result.step.kind == "load":
         bits.append(f"{d['requests']:,} requests, {d['rps']:,.0f}/s, error rate {d['error_rate']:.2%}")
     return "; ".join(bits)

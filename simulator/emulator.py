@@ -9,6 +9,7 @@ in-process (port 0 picks a free port) for tests and other commands. Handlers rai
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -24,10 +25,11 @@ from simulator.auth import check_authorization
 from simulator.graph import (
     JOB_PROPERTIES,
     GraphError,
+    compact_json,
     is_guid,
     new_request_id,
 )
-from simulator.jobs import Clock, JobStore, export_csv, is_well_formed_job_id
+from simulator.jobs import Clock, Job, JobStore, export_csv, is_well_formed_job_id
 from simulator.routes import ExportJobsRoute, match_exportjobs
 
 log = logging.getLogger("exportjobs.emulator")
@@ -47,7 +49,7 @@ class EmulatorConfig:
     arrival_log_size: int = 100_000
 
 
-@dataclass
+@dataclass(slots=True)
 class Arrival:
     monotonic_us: int
     status: int = 0
@@ -156,11 +158,10 @@ async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResp
 
 
 def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> web.Response:
-    body = json.dumps(payload, separators=(",", ":")).encode()
     all_headers = {"Content-Type": ODATA_JSON}
     if headers:
         all_headers.update(headers)
-    return web.Response(status=status, body=body, headers=all_headers)
+    return web.Response(status=status, body=compact_json(payload), headers=all_headers)
 
 
 def _base_url(request: web.Request) -> str:
@@ -224,6 +225,10 @@ def _json_object(request: web.Request, raw: bytes) -> dict[str, Any]:
 
 
 def _validate_create(body: dict[str, Any]) -> tuple[str, str]:
+    organization_id = body.get("goalsOrganizationId")
+    view_id = body.get("explorerViewId")
+    if len(body) == 2 and is_guid(organization_id) and is_guid(view_id):
+        return organization_id, view_id  # the usual create: skip the error search below
     for name, inner_code in _CREATE_FIELDS.items():
         if not is_guid(body.get(name)):
             label = name[0].upper() + name[1:]
@@ -244,15 +249,24 @@ def _validate_create(body: dict[str, Any]) -> tuple[str, str]:
 
 
 async def create_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
-    arrivals = request.app[ARRIVALS]
+    app = request.app
+    arrivals = app[ARRIVALS]
     try:
         raw = await _receive_body(request)
     except GraphError as err:
         arrivals.record(request).status = err.status
         raise
     arrival = arrivals.record(request)
+    store = app[STORE]
     try:
-        response = await _create_job(request, route, raw, arrival)
+        organization_id, view_id = _accepted_create(request, raw, store)
+        window_ms = app[CONFIG].unsafe_race_window_ms
+        if window_ms > 0:
+            job, created = await _unsafe_create(store, organization_id, view_id, window_ms)
+        else:
+            job, created = store.create(organization_id, view_id)  # check + insert, no await between
+        arrival.job_id = job.id
+        response = _create_response(request, route, store, job, created)
     except GraphError as err:
         arrival.status = err.status
         raise
@@ -260,22 +274,21 @@ async def create_job(request: web.Request, route: ExportJobsRoute) -> web.Respon
     return response
 
 
-async def _create_job(
-    request: web.Request, route: ExportJobsRoute, raw: bytes, arrival: Arrival
-) -> web.Response:
+def _accepted_create(request: web.Request, raw: bytes, store: JobStore) -> tuple[str, str]:
+    """The (organization, view) pair of a create the caller may make, else a GraphError."""
     _authorize(request, write=True)
     organization_id, view_id = _validate_create(_json_object(request, raw))
-    store = request.app[STORE]
     if not store.organization_known(organization_id):
         raise GraphError(
             404, "notFound", "Goals organization not found", inner_code="goalsOrganizationIdNotFound"
         )
-    window_ms = request.app[CONFIG].unsafe_race_window_ms
-    if window_ms > 0:
-        job, created = await _unsafe_create(store, organization_id, view_id, window_ms)
-    else:
-        job, created = store.create(organization_id, view_id)  # check + insert, no await between
-    arrival.job_id = job.id
+    return organization_id, view_id
+
+
+def _create_response(
+    request: web.Request, route: ExportJobsRoute, store: JobStore, job: Job, created: bool
+) -> web.Response:
+    """The 201 for a job just created; for a pending one, the 409 naming it."""
     url = _job_url(request, route, job.id)
     if not created:
         raise GraphError(
@@ -413,6 +426,10 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
 }
 
 
+# Parsing a path is a pure function of it, and every create has the same path: cache it.
+_match_route = functools.lru_cache(maxsize=1024)(match_exportjobs)
+
+
 def _unknown_route(path: str) -> GraphError:
     segments = [s for s in path.split("/") if s]
     if not segments or segments[0].lower() not in ("beta", "v1.0"):
@@ -427,7 +444,7 @@ def _unknown_route(path: str) -> GraphError:
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """Route Graph paths case-insensitively through the shared exportJobs path parser."""
     path = request.raw_path.partition("?")[0]
-    route = match_exportjobs(path)
+    route = _match_route(path)
     if route is None:
         raise _unknown_route(path)
     if route.version.lower() != "beta":  # exportJobs exists in beta only

@@ -42,7 +42,9 @@ class Clock:
 
 def encode_job_id(number: int) -> str:
     """An opaque id shaped like Graph's (base64url of a small JSON key, no padding)."""
-    key = json.dumps({"_type": "ExportJob", "id": str(number)}, separators=(",", ":"))
+    # The compact JSON of {"_type": "ExportJob", "id": str(number)}, formatted directly
+    # because every create makes one.
+    key = f'{{"_type":"ExportJob","id":"{number:d}"}}'
     return base64.urlsafe_b64encode(key.encode()).rstrip(b"=").decode()
 
 
@@ -135,7 +137,9 @@ class JobStore:
 
     def pending_job(self, organization_id: str, explorer_view_id: str) -> Job | None:
         """The job still ``notStarted`` or ``running`` for this pair, if any."""
-        key = (organization_id.lower(), explorer_view_id.lower())
+        return self._pending_at((organization_id.lower(), explorer_view_id.lower()))
+
+    def _pending_at(self, key: tuple[str, str]) -> Job | None:
         job = self._pending.get(key)
         if job is not None and job.status(self.clock.now()) not in PENDING_STATUSES:
             del self._pending[key]
@@ -144,6 +148,10 @@ class JobStore:
 
     def insert(self, organization_id: str, explorer_view_id: str) -> Job:
         """Add a new job unconditionally; callers check ``pending_job`` first."""
+        return self._insert_at((organization_id.lower(), explorer_view_id.lower()),
+                               organization_id, explorer_view_id)
+
+    def _insert_at(self, key: tuple[str, str], organization_id: str, explorer_view_id: str) -> Job:
         now = self.clock.now()
         starts_at = now + self.start_after
         job = Job(
@@ -155,7 +163,7 @@ class JobStore:
             ends_at=starts_at + self.run_for,
         )
         self.jobs[job.id] = job
-        self._pending[(organization_id.lower(), explorer_view_id.lower())] = job
+        self._pending[key] = job
         return job
 
     def create(self, organization_id: str, explorer_view_id: str) -> tuple[Job, bool]:
@@ -165,10 +173,11 @@ class JobStore:
         other create can slip in between: exactly one of any number of concurrent
         identical creates gets ``created=True``.
         """
-        pending = self.pending_job(organization_id, explorer_view_id)
+        key = (organization_id.lower(), explorer_view_id.lower())  # one key for both steps
+        pending = self._pending_at(key)
         if pending is not None:
             return pending, False
-        return self.insert(organization_id, explorer_view_id), True
+        return self._insert_at(key, organization_id, explorer_view_id), True
 
     def list(self, organization_id: str | None = None) -> list[Job]:
         jobs = self.jobs.values()

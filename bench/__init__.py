@@ -1,0 +1,1 @@
+"""``make bench``: speed benchmarks, one module per section, driven by ``bench/run.py``."""

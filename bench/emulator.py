@@ -1,0 +1,182 @@
+"""Section ``emulator``: create throughput of the emulator against a minimal aiohttp handler.
+
+Both servers run in their own process on 127.0.0.1 and get the same wrk load (1 thread,
+``connections`` connections, creates.lua), alternating minimal / emulator / emulator-409
+for ``rounds`` rounds so that drift on a shared machine hits both sides alike. The figures
+are the medians over rounds. Every run is checked: the 201 figure counts only 201s, the
+emulator's job count must match them, and the 409 path must have exactly one winner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.common import (
+    BenchError,
+    Options,
+    SectionResult,
+    WrkResult,
+    free_port,
+    http_json,
+    median,
+    python_server,
+    run_wrk_on,
+)
+
+NAME = "emulator"
+TITLE = "Emulator create throughput vs a minimal aiohttp handler"
+GOAL_RATIO = 0.8
+# Jobs stay pending for the whole run, so the "same pair" load is 409s after one 201.
+_PENDING_S = "3600"
+
+
+def _socket_errors(result: WrkResult) -> dict[str, int]:
+    """wrk's connect/read/write/timeout errors (its "status" count is only non-2xx replies)."""
+    return {k: v for k, v in result.errors.items() if k != "status" and v}
+
+
+def _only(result: WrkResult, status: int, who: str) -> None:
+    other = {s: n for s, n in result.statuses.items() if s != status}
+    socket_errors = _socket_errors(result)
+    if other or socket_errors or result.statuses.get(status, 0) != result.requests:
+        raise BenchError(
+            f"{who}: expected only {status}s, got statuses {result.statuses}, "
+            f"socket errors {socket_errors}, {result.requests} requests"
+        )
+
+
+def _check_unique(result: WrkResult, jobs: int, opts: Options) -> None:
+    _only(result, 201, "emulator, unique pairs")
+    # Creates still in flight when wrk stopped were served but not counted by wrk.
+    created = result.statuses[201]
+    if not created <= jobs <= created + opts.connections:
+        raise BenchError(f"emulator holds {jobs} jobs but wrk saw {created} 201s")
+
+
+def _check_conflicts(result: WrkResult, jobs: int) -> None:
+    wins = result.statuses.get(201, 0)
+    conflicts = result.statuses.get(409, 0)
+    if wins != 1 or jobs != 1 or wins + conflicts != result.requests or _socket_errors(result):
+        raise BenchError(
+            f"emulator, same pair: expected one 201 and only 409s after it, got "
+            f"{result.statuses} for {result.requests} requests and {jobs} jobs, "
+            f"socket errors {_socket_errors(result)}"
+        )
+
+
+def _fmt_ms(us: float) -> str:
+    return f"{us / 1000:.2f} ms"
+
+
+def _summary(runs: list[WrkResult]) -> dict[str, float]:
+    return {
+        "rps": round(median([r.rps for r in runs]), 1),
+        "cpu_us": round(median([r.cpu_us_per_request for r in runs]), 1),
+        "p50_us": median([r.p50_us for r in runs]),
+        "p99_us": median([r.p99_us for r in runs]),
+    }
+
+
+def run(wrk: str, opts: Options) -> SectionResult:
+    """Run the section; raises BenchError when a figure could not be trusted."""
+    port = free_port()
+    minimal = python_server("minimal server", ["bench/minimal_server.py", "--port", str(port)],
+                            port, opts)
+    port = free_port()
+    emulator = python_server(
+        "emulator",
+        ["-m", "simulator.cli", "serve", "--quiet", "--port", str(port),
+         "--start-after", _PENDING_S, "--run-for", _PENDING_S],
+        port, opts,
+    )
+    rounds: list[dict[str, Any]] = []
+    lines: list[str] = []
+    with minimal, emulator:
+        info = http_json("GET", emulator.url + "/_emulator")
+        if info["unsafeRaceWindowMs"]:
+            raise BenchError("the emulator under test must keep its atomic check")
+
+        def reset() -> None:
+            http_json("POST", emulator.url + "/_emulator/reset")
+
+        def jobs() -> int:
+            return http_json("GET", emulator.url + "/_emulator")["jobs"]
+
+        # Warm both (imports, first allocations, connection setup) outside the figures.
+        run_wrk_on(minimal, wrk, "unique", opts, opts.warmup_s)
+        run_wrk_on(emulator, wrk, "unique", opts, opts.warmup_s)
+        for n in range(1, opts.rounds + 1):
+            base = run_wrk_on(minimal, wrk, "unique", opts)
+            _only(base, 201, "minimal server")
+            reset()  # each round starts from an empty store, so rounds are alike
+            created = run_wrk_on(emulator, wrk, "unique", opts)
+            _check_unique(created, jobs(), opts)
+            reset()
+            conflict = run_wrk_on(emulator, wrk, "same", opts)
+            _check_conflicts(conflict, jobs())
+            reset()
+            rounds.append({"minimal": base, "emulator": created, "emulator_409": conflict})
+            lines.append(
+                f"  round {n}: minimal {base.rps:6.0f} req/s {base.cpu_us_per_request:4.0f} us CPU"
+                f" | emulator 201 {created.rps:6.0f} req/s {created.cpu_us_per_request:4.0f} us CPU"
+                f" ({created.rps / base.rps:.2f}x) | emulator 409 {conflict.rps:6.0f} req/s"
+                f" {conflict.cpu_us_per_request:4.0f} us CPU"
+            )
+            print(lines[-1], flush=True)
+
+    minimal_s = _summary([r["minimal"] for r in rounds])
+    created_s = _summary([r["emulator"] for r in rounds])
+    conflict_s = _summary([r["emulator_409"] for r in rounds])
+    ratio = created_s["rps"] / minimal_s["rps"]
+    cpu_ratio = minimal_s["cpu_us"] / created_s["cpu_us"]
+    verdict = "meets" if ratio >= GOAL_RATIO else "misses"
+    lines += [
+        f"  median minimal:      {minimal_s['rps']:8.0f} req/s  p50 {_fmt_ms(minimal_s['p50_us'])}"
+        f"  p99 {_fmt_ms(minimal_s['p99_us'])}",
+        f"  median emulator 201: {created_s['rps']:8.0f} req/s  p50 {_fmt_ms(created_s['p50_us'])}"
+        f"  p99 {_fmt_ms(created_s['p99_us'])}",
+        f"  median emulator 409: {conflict_s['rps']:8.0f} req/s  p50 {_fmt_ms(conflict_s['p50_us'])}"
+        f"  p99 {_fmt_ms(conflict_s['p99_us'])}",
+        f"  server CPU per request: minimal {minimal_s['cpu_us']:.0f} us, emulator 201 "
+        f"{created_s['cpu_us']:.0f} us, emulator 409 {conflict_s['cpu_us']:.0f} us "
+        f"(CPU-based ratio {cpu_ratio:.2f}x)",
+        f"  ratio emulator/minimal (201s): {ratio:.2f}x, {verdict} the {GOAL_RATIO}x goal",
+    ]
+    data = {
+        "minimal": minimal_s,
+        "emulator_201": created_s,
+        "emulator_409": conflict_s,
+        "ratio": round(ratio, 3),
+        "cpu_ratio": round(cpu_ratio, 3),
+        "goal_ratio": GOAL_RATIO,
+        "rounds": [{k: v.as_dict() for k, v in r.items()} for r in rounds],
+    }
+    return SectionResult(data, lines, _markdown(data, rounds, verdict, opts), summary=5)
+
+
+def _markdown(data: dict[str, Any], rounds: list[dict[str, WrkResult]], verdict: str,
+              opts: Options) -> str:
+    rows = [
+        "| | requests/s | p50 latency | p99 latency | server CPU per request |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, key in (("minimal handler, 201", "minimal"), ("emulator, 201 (unique pairs)",
+                       "emulator_201"), ("emulator, 409 (same pair)", "emulator_409")):
+        s = data[key]
+        rows.append(f"| {label} | {s['rps']:.0f} | {_fmt_ms(s['p50_us'])} | "
+                    f"{_fmt_ms(s['p99_us'])} | {s['cpu_us']:.0f} µs |")
+    per_round = ", ".join(
+        f"{r['minimal'].rps:.0f} / {r['emulator'].rps:.0f} / {r['emulator_409'].rps:.0f}"
+        for r in rounds
+    )
+    return "\n".join([
+        *rows,
+        "",
+        f"**Ratio emulator / minimal (201s): {data['ratio']:.2f}x** in requests/s, which "
+        f"{verdict} the {GOAL_RATIO}x goal; {data['cpu_ratio']:.2f}x by server CPU per "
+        "request. All figures are medians over the rounds.",
+        "",
+        f"Per round (minimal / emulator 201 / emulator 409, req/s): {per_round}.",
+        f"Load: wrk, 1 thread, {opts.connections} connections, {opts.duration_s} s per "
+        f"measurement, {opts.rounds} rounds.",
+    ])

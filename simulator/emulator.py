@@ -13,23 +13,17 @@ import functools
 import json
 import logging
 import math
-import re
-import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from simulator.arrivals import ArrivalLog, ArrivalStamp
 from simulator.auth import check_authorization
-from simulator.graph import (
-    JOB_PROPERTIES,
-    GraphError,
-    compact_json,
-    is_guid,
-    new_request_id,
-)
+from simulator.graph import GraphError, compact_json, is_guid, new_request_id
 from simulator.jobs import Clock, Job, JobStore, export_csv, is_well_formed_job_id
+from simulator.odata import parse_filter, parse_select, project
 from simulator.routes import ExportJobsRoute, match_exportjobs
 
 log = logging.getLogger("exportjobs.emulator")
@@ -47,64 +41,6 @@ class EmulatorConfig:
     max_body_bytes: int = 1024 * 1024
     retry_after_cap_s: int = 60
     arrival_log_size: int = 100_000
-
-
-@dataclass(slots=True)
-class Arrival:
-    monotonic_us: int
-    status: int = 0
-    job_id: str | None = None
-
-
-@dataclass
-class ArrivalLog:
-    """Server-side arrival times of creates, so race tests can see how tight a burst was."""
-
-    entries: deque[Arrival] = field(default_factory=deque)
-
-    def record(self, request: web.Request) -> Arrival:
-        arrival = Arrival(_arrival_ns(request) // 1000)
-        self.entries.append(arrival)
-        return arrival
-
-
-def _arrival_ns(request: web.Request) -> int:
-    """When the request's last bytes reached the server, not when its handler got to run:
-    on one event loop, handlers run one after another, so their start times spread a burst
-    out by the server's own per-request cost."""
-    transport = request.transport
-    protocol = transport.get_protocol() if transport is not None else None
-    stamp = getattr(protocol, "last_data_ns", 0)
-    return stamp or time.monotonic_ns()
-
-
-class _ArrivalStamp(asyncio.Protocol):
-    """Wraps aiohttp's protocol for one connection and notes when data last arrived."""
-
-    __slots__ = ("inner", "last_data_ns")
-
-    def __init__(self, inner: asyncio.Protocol) -> None:
-        self.inner = inner
-        self.last_data_ns = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.inner.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.last_data_ns = time.monotonic_ns()
-        self.inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self.inner.eof_received()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self.inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self.inner.resume_writing()
 
 
 CONFIG = web.AppKey("config", EmulatorConfig)
@@ -312,56 +248,10 @@ async def _unsafe_create(store: JobStore, organization_id: str, view_id: str, wi
     return store.insert(organization_id, view_id), True
 
 
-_FILTER_CLAUSE = re.compile(r"^\s*([A-Za-z_@.]+)\s+(\w+)\s+'([^']*)'\s*$")
-
-
-def _parse_filter(expr: str) -> set[str] | None:
-    """The organization ids a ``$filter`` asks for (None: no filter); bad filters raise."""
-    if not expr.strip():
-        return None
-    clauses = [_FILTER_CLAUSE.match(c) for c in re.split(r"\s+and\s+", expr.strip(), flags=re.I)]
-    if any(m is None for m in clauses):
-        raise GraphError(
-            400,
-            "badRequest",
-            f"Invalid filter clause: {expr!r}. Use goalsOrganizationId eq '<guid>'.",
-        )
-    bad = [m[1] for m in clauses if m[1].lower() != "goalsorganizationid"]  # type: ignore[index]
-    if bad:
-        raise GraphError(400, "badRequest", f"Invalid filter keys found: {', '.join(bad)}")
-    ops = [m[2] for m in clauses if m[2].lower() != "eq"]  # type: ignore[index]
-    if ops:
-        raise GraphError(400, "badRequest", f"Unsupported filter operator: {ops[0]}. Use eq.")
-    return {m[3].lower() for m in clauses}  # type: ignore[index]
-
-
-def _parse_select(request: web.Request) -> list[str] | None:
-    raw = request.query.get("$select")
-    if raw is None:
-        return None
-    wanted = [p.strip() for p in raw.split(",") if p.strip()]
-    if not wanted:  # an empty $select selects nothing away
-        return None
-    for prop in wanted:
-        if prop not in JOB_PROPERTIES:
-            raise GraphError(
-                400,
-                "BadRequest",
-                f"Could not find a property named '{prop}' on type 'microsoft.graph.goalsExportJob'.",
-            )
-    return wanted
-
-
-def _project(job: dict[str, object], select: list[str] | None) -> dict[str, object]:
-    if select is None:
-        return job
-    return {"@odata.type": job["@odata.type"], **{p: job[p] for p in select}}
-
-
 async def list_jobs(request: web.Request, route: ExportJobsRoute) -> web.Response:
     _authorize(request, write=False)
-    organizations = _parse_filter(request.query.get("$filter", ""))
-    select = _parse_select(request)
+    organizations = parse_filter(request.query.get("$filter", ""))
+    select = parse_select(request.query.get("$select"))
     store = request.app[STORE]
     now = store.clock.now()
     if organizations is None:
@@ -370,7 +260,7 @@ async def list_jobs(request: web.Request, route: ExportJobsRoute) -> web.Respons
         jobs = store.list(organizations.pop())
     else:  # "eq a and eq b" with a != b matches nothing
         jobs = []
-    value = [_project(job.to_graph(now, _job_url(request, route, job.id)), select) for job in jobs]
+    value = [project(job.to_graph(now, _job_url(request, route, job.id)), select) for job in jobs]
     return _json(200, {"value": value})
 
 
@@ -389,14 +279,14 @@ def _find_job(request: web.Request, route: ExportJobsRoute):
 async def get_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
     _authorize(request, write=False)
     job = _find_job(request, route)
-    select = _parse_select(request)
+    select = parse_select(request.query.get("$select"))
     store = request.app[STORE]
     now = store.clock.now()
     headers = {}
     if job.status(now) in ("notStarted", "running"):
         cap = request.app[CONFIG].retry_after_cap_s
         headers["Retry-After"] = str(min(cap, max(1, math.ceil(job.seconds_to_completion(now)))))
-    body = _project(job.to_graph(now, _job_url(request, route, job.id)), select)
+    body = project(job.to_graph(now, _job_url(request, route, job.id)), select)
     return _json(200, {"value": body}, headers)
 
 
@@ -543,7 +433,7 @@ async def start_emulator(
     try:
         # Our own listener rather than web.TCPSite, to stamp each connection's arrivals.
         server = await asyncio.get_running_loop().create_server(
-            lambda: _ArrivalStamp(handler_factory()), host, port, backlog=1024, reuse_address=True
+            lambda: ArrivalStamp(handler_factory()), host, port, backlog=1024, reuse_address=True
         )
     except OSError:
         await runner.cleanup()

@@ -265,7 +265,7 @@ class _Checker:
             self.problem([*path, "burst"], "'spacing' sends copies one after another with no "
                          "synchronisation; it goes with release: none", "spacing")
         if "retry" in step and kind != "request":
-            self.problem(path, f"'retry' applies to request steps only"
+            self.problem(path, "'retry' applies to request steps only"
                          + ("; a poll already waits Retry-After between tries" if kind == "poll" else ""),
                          "retry")
         expect = step.get("expect") or {}

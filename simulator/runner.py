@@ -10,7 +10,6 @@ import asyncio
 import ipaddress
 import json
 import os
-import random
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from simulator.expectations import (
     holds,
     winner,
 )
+from simulator.load import run_load
 from simulator.progress import Progress
 from simulator.scenario import Scenario, Step
 from simulator.stats import TrafficStats
@@ -312,47 +312,12 @@ class Runner:
         await asyncio.sleep(float(step.spec))
 
     async def _load(self, client: Client, step: Step, result: StepResult) -> None:
-        spec = step.spec
-        mix = [(item.get("weight", 1.0), self._prepare(item["request"]),
-                item["request"].get("timeout", 30)) for item in spec["mix"]]
-        weights = [w for w, _, _ in mix]
-        rng = random.Random(0)  # the same mix order on every run
-        duration = float(spec["duration"])
-        budget = spec.get("max_requests", 1 << 62)
-        stats = result.stats
-        started = time.monotonic()
-        deadline = started + duration
-        sent = 0
-
-        def pick() -> tuple[PreparedRequest, float]:
-            _, request, timeout = mix[0] if len(mix) == 1 else rng.choices(mix, weights)[0]
-            return request, timeout
-
-        async def one() -> None:
-            request, timeout = pick()
-            outcome = await client.send(request, timeout=timeout)
-            stats.add(outcome.status, outcome.latency_s)
-
+        mix = [(item.get("weight", 1.0), self._prepare(item["request"]), item["request"].get("timeout", 30))
+               for item in step.spec["mix"]]
         with self.progress.task(f"load {step.name}") as bar:
-            ticker = asyncio.create_task(_tick(bar, stats, started, duration))
-            try:
-                if "concurrency" in spec:
-                    async def worker() -> None:
-                        nonlocal sent
-                        while time.monotonic() < deadline and sent < budget:
-                            sent += 1
-                            await one()
-                    await asyncio.gather(*(worker() for _ in range(spec["concurrency"])))
-                else:
-                    sent = await _open_model(one, float(spec["rate"]), deadline, budget)
-            finally:
-                ticker.cancel()
-        elapsed = time.monotonic() - started
-        rps = stats.total / elapsed if elapsed > 0 else 0.0
-        result.details.update(requests=stats.total, rps=round(rps, 1),
-                              error_rate=round(stats.error_rate, 4), mix=len(mix))
-        result.checks += _thresholds(spec.get("thresholds") or {}, stats, rps)
-
+            details, checks = await run_load(client, step.spec, mix, result.stats, bar)
+        result.details.update(details)
+        result.checks += checks
     async def _control_call(self, method: str, path: str) -> dict[str, Any] | None:
         try:
             async with aiohttp.ClientSession() as http:
@@ -363,7 +328,6 @@ class Runner:
             return None
 
 
-_MAX_IN_FLIGHT = 10_000
 RETRY_STATUSES = (429, 503, 504)
 
 
@@ -382,39 +346,6 @@ async def _spaced(client: Client, request: PreparedRequest, count: int, spacing:
     return BurstResult(list(outcomes), send_ns)
 
 
-async def _open_model(one: Any, rate: float, deadline: float, budget: int) -> int:
-    """Start requests at ``rate`` a second whatever the responses do, until ``deadline``."""
-    in_flight: set[asyncio.Task[None]] = set()
-    sent = 0
-    start = time.monotonic()
-    while sent < budget:
-        due = start + sent / rate
-        now = time.monotonic()
-        if due >= deadline:
-            break
-        if due > now:
-            await asyncio.sleep(due - now)
-        if len(in_flight) >= _MAX_IN_FLIGHT:  # an overwhelmed target must not exhaust our memory
-            await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-        task = asyncio.create_task(one())
-        in_flight.add(task)
-        task.add_done_callback(in_flight.discard)
-        sent += 1
-    if in_flight:
-        await asyncio.gather(*in_flight)
-    return sent
-
-
-async def _tick(bar: Any, stats: TrafficStats, started: float, duration: float) -> None:
-    while True:
-        await asyncio.sleep(0.25)
-        elapsed = time.monotonic() - started
-        rate = stats.total / elapsed if elapsed else 0
-        bar.update(f"{min(elapsed, duration):5.1f}/{duration:g} s  {stats.total:,} requests  "
-                   f"{rate:,.0f}/s  p95 {stats.latency.percentile(95) * 1000:.1f} ms",
-                   fraction=min(1.0, elapsed / duration))
-
-
 def _retry_after(outcome: Outcome) -> float | None:
     raw = outcome.header("Retry-After")
     if raw is None:
@@ -423,25 +354,6 @@ def _retry_after(outcome: Outcome) -> float | None:
         return max(0.0, float(raw))
     except ValueError:
         return None  # an HTTP date: rare from Graph; fall back to the interval
-
-
-def _thresholds(limits: dict[str, float], stats: TrafficStats, rps: float) -> list[Check]:
-    checks = []
-    for key in ("p50_ms", "p95_ms", "p99_ms"):
-        if key in limits:
-            got = stats.latency.percentile(float(key[1:3])) * 1000
-            checks.append(Check(key, got <= limits[key], f"<= {limits[key]:g} ms", f"{got:.2f} ms"))
-    if "max_ms" in limits:
-        got = stats.latency.max_s * 1000
-        checks.append(Check("max_ms", got <= limits["max_ms"], f"<= {limits['max_ms']:g} ms", f"{got:.2f} ms"))
-    if "error_rate" in limits:
-        checks.append(Check("error_rate", stats.error_rate <= limits["error_rate"],
-                            f"<= {limits['error_rate']:g}", f"{stats.error_rate:.4f}"))
-    if "min_rps" in limits:
-        checks.append(Check("min_rps", rps >= limits["min_rps"], f">= {limits['min_rps']:g}/s", f"{rps:.1f}/s"))
-    if stats.total == 0:
-        checks.append(Check("requests", False, "at least one response", "none sent"))
-    return checks
 
 
 async def run_scenario(

@@ -1,0 +1,119 @@
+"""Load phases: keep N requests in flight (closed model) or start R a second (open model)
+for a duration, drawing requests from a weighted mix, in constant memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from simulator.expectations import Check
+from simulator.stats import TrafficStats
+from simulator.transport import Client, PreparedRequest
+
+# An overwhelmed target must not make the open model exhaust our memory.
+_MAX_IN_FLIGHT = 10_000
+
+Mix = list[tuple[float, PreparedRequest, float]]  # (weight, request, timeout)
+
+
+async def run_load(client: Client, spec: dict[str, Any], mix: Mix, stats: TrafficStats,
+                   bar: Any) -> tuple[dict[str, Any], list[Check]]:
+    """Run one load phase; returns its details and its threshold checks."""
+    weights = [w for w, _, _ in mix]
+    rng = random.Random(0)  # the same mix order on every run
+    duration = float(spec["duration"])
+    budget = spec.get("max_requests", 1 << 62)
+    started = time.monotonic()
+    deadline = started + duration
+
+    async def one() -> None:
+        _, request, timeout = mix[0] if len(mix) == 1 else rng.choices(mix, weights)[0]
+        outcome = await client.send(request, timeout=timeout)
+        stats.add(outcome.status, outcome.latency_s)
+
+    ticker = asyncio.create_task(_tick(bar, stats, started, duration))
+    try:
+        if "concurrency" in spec:
+            await _closed_model(one, spec["concurrency"], deadline, budget)
+        else:
+            await _open_model(one, float(spec["rate"]), deadline, budget)
+    finally:
+        ticker.cancel()
+    elapsed = time.monotonic() - started
+    rps = stats.total / elapsed if elapsed > 0 else 0.0
+    details = {"requests": stats.total, "rps": round(rps, 1),
+               "error_rate": round(stats.error_rate, 4), "mix": len(mix)}
+    return details, thresholds(spec.get("thresholds") or {}, stats, rps)
+
+
+async def _closed_model(one: Callable[[], Awaitable[None]], concurrency: int, deadline: float,
+                        budget: int) -> None:
+    sent = 0
+
+    async def worker() -> None:
+        nonlocal sent
+        while time.monotonic() < deadline and sent < budget:
+            sent += 1
+            await one()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def _open_model(one: Callable[[], Awaitable[None]], rate: float, deadline: float,
+                      budget: int) -> int:
+    """Start requests at ``rate`` a second whatever the responses do, until ``deadline``."""
+    in_flight: set[asyncio.Task[None]] = set()
+    sent = 0
+    start = time.monotonic()
+    while sent < budget:
+        due = start + sent / rate
+        now = time.monotonic()
+        if due >= deadline:
+            break
+        if due > now:
+            await asyncio.sleep(due - now)
+        if len(in_flight) >= _MAX_IN_FLIGHT:
+            await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(one())
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+        sent += 1
+    if in_flight:
+        await asyncio.gather(*in_flight)
+    return sent
+
+
+async def _tick(bar: Any, stats: TrafficStats, started: float, duration: float) -> None:
+    while True:
+        await asyncio.sleep(0.25)
+        elapsed = time.monotonic() - started
+        rate = stats.total / elapsed if elapsed else 0
+        bar.update(f"{min(elapsed, duration):5.1f}/{duration:g} s  {stats.total:,} requests  "
+                   f"{rate:,.0f}/s  p95 {stats.latency.percentile(95) * 1000:.1f} ms",
+                   fraction=min(1.0, elapsed / duration))
+
+
+def thresholds(limits: dict[str, float], stats: TrafficStats, rps: float) -> list[Check]:
+    """A check for every limit a load phase set."""
+    checks = []
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        if key in limits:
+            got = stats.latency.percentile(float(key[1:3])) * 1000
+            checks.append(Check(key, got <= limits[key], f"<= {limits[key]:g} ms", f"{got:.2f} ms"))
+    if "max_ms" in limits:
+        got = stats.latency.max_s * 1000
+        checks.append(Check("max_ms", got <= limits["max_ms"], f"<= {limits['max_ms']:g} ms",
+                            f"{got:.2f} ms"))
+    if "error_rate" in limits:
+        checks.append(Check("error_rate", stats.error_rate <= limits["error_rate"],
+                            f"<= {limits['error_rate']:g}", f"{stats.error_rate:.4f}"))
+    if "min_rps" in limits:
+        checks.append(Check("min_rps", rps >= limits["min_rps"], f">= {limits['min_rps']:g}/s",
+                            f"{rps:.1f}/s"))
+    if stats.total == 0:
+        checks.append(Check("requests", False, "at least one response", "none sent"))
+    return checks

@@ -261,10 +261,7 @@ _BLOCK_KEYS = frozenset({"request", "response"})
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 # What _JSON writes for a str (the C encoder when available), for the header-pair fast path.
 _JSON_STR = json.encoder.encode_basestring
-# A number token with an exponent and no dot, as repr() writes some floats ("1e-05"); YAML
-# 1.1 would read it back as a string. Text inside strings may match too ("...3e-0b5f"): a
-# match only means the value gets walked (_json_safe_for_yaml), never a wrong answer.
-_DOTLESS_EXPONENT = re.compile(r"(?<![\w.])\d+e[+-]\d")
+_EXPONENT = re.compile(r"e[+-][0-9]")  # a literal first character: a fast scan
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -285,17 +282,41 @@ def _json_safe_for_yaml(value: Any) -> bool:
     return True
 
 
+def _dotless_exponent(text: str) -> bool:
+    """Whether JSON ``text`` may hold a number like ``1e-05`` (an exponent and no dot, as
+    repr() writes some floats), which YAML 1.1 would read back as a string. Text inside
+    strings may match too ("a 1e-5"; not a uuid's "...3e-0b5f"): a match only means the
+    value gets walked (``_json_safe_for_yaml``), never a wrong answer."""
+    for match in _EXPONENT.finditer(text):
+        start = end = match.start()
+        while start and "0" <= text[start - 1] <= "9":
+            start -= 1
+        if start < end and (start == 0 or not (text[start - 1].isalnum()
+                                               or text[start - 1] in "._")):
+            return True
+    return False
+
+
 def _flow(value: Any) -> str:
     """``value`` as a one-line YAML flow node. JSON is used because it is valid YAML flow
     syntax and many times faster to write than PyYAML's emitter; the rare value JSON cannot
     carry faithfully (an exponent float without a dot, NaN) goes through PyYAML instead."""
+    kind = type(value)  # scalars first: several per interaction, same text as _JSON's
+    if kind is str:
+        return _YAML_UNSAFE.sub(_escape, _JSON_STR(value))
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float:
+        text = float.__repr__(value)
+        if "." in text:  # finite, and YAML 1.1 reads it back as a float
+            return text
     try:
         text = _JSON.encode(value)
     except ValueError:  # NaN or infinity
         pass
     else:
         # repr() of a float lacks a dot only with an exponent: walk the value only then
-        if _DOTLESS_EXPONENT.search(text) is None or _json_safe_for_yaml(value):
+        if not _dotless_exponent(text) or _json_safe_for_yaml(value):
             return _YAML_UNSAFE.sub(_escape, text)
     text = yaml.dump([value], Dumper=yaml.SafeDumper, default_flow_style=True, sort_keys=False,
                      allow_unicode=False, width=1 << 30)

@@ -44,6 +44,10 @@ from simulator.transport import (
 from simulator.values import MISSING, get_path, interpolate, references
 
 
+# Statuses a request step retries by default: the ones Graph sends with Retry-After.
+RETRY_STATUSES = (429, 503, 504)
+
+
 class RunAborted(Exception):
     """The run cannot start (e.g. the target does not answer); ``exit_code`` says why."""
 
@@ -326,9 +330,6 @@ class Runner:
                     return await r.json()
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
             return None
-
-
-RETRY_STATUSES = (429, 503, 504)
 
 
 async def _spaced(client: Client, request: PreparedRequest, count: int, spacing: float,

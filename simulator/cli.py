@@ -80,15 +80,20 @@ async def _serve_until_stopped(config: EmulatorConfig, host: str, port: int, acc
         print(f"exportjobs serve: cannot listen on {host}:{port}: {exc.strerror}; {hint}",
               file=sys.stderr)
         return 3
+    print(f"exportjobs emulator on {emulator.url}/beta/employeeExperience/goals/exportJobs "
+          f"(control API: {emulator.url}/_emulator); Ctrl-C stops it", flush=True)
+    await _until_signalled()
+    await emulator.close()
+    return 0
+
+
+async def _until_signalled() -> None:
+    """Wait for Ctrl-C or SIGTERM, so servers can close cleanly (and flush what they hold)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"exportjobs emulator on {emulator.url}/beta/employeeExperience/goals/exportJobs "
-          f"(control API: {emulator.url}/_emulator); Ctrl-C stops it", flush=True)
     await stop.wait()
-    await emulator.close()
-    return 0
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -257,13 +262,9 @@ async def _proxy_until_stopped(args: argparse.Namespace) -> int:
                 message = flag + message[len(option):]
         print(f"exportjobs proxy: {message}", file=sys.stderr)
         return exc.exit_code
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     print(f"exportjobs proxy ({args.mode}) on {proxy.url}; HTTPS clients must trust "
           f"{proxy.ca_cert}; Ctrl-C stops it", flush=True)
-    await stop.wait()
+    await _until_signalled()
     await proxy.close()
     return 0
 

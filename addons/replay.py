@@ -12,6 +12,7 @@ from email.utils import formatdate
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.utils.strutils import always_bytes
 
 from addons.cassette import body_bytes
 from addons.matching import Take
@@ -35,9 +36,11 @@ def graph_headers(request: http.Request) -> list[tuple[str, str]]:
 
 def make_response(status: int, headers: list[tuple[str, str]], body: bytes, request: http.Request) -> http.Response:
     response = http.Response.make(status, body)
-    response.headers.clear()
-    for name, value in headers:
-        response.headers.add(name, value)
+    # One new Headers instead of clear() and add() per header (several times cheaper); the
+    # same fields, encoded as Headers.add encodes them.
+    response.headers = http.Headers([(always_bytes(name, "utf-8", "surrogateescape"),
+                                      always_bytes(value, "utf-8", "surrogateescape"))
+                                     for name, value in headers])
     response.headers["content-length"] = str(len(body))
     response.http_version = request.http_version
     return response

@@ -144,7 +144,14 @@ def run(wrk: str, opts: Options) -> SectionResult:
             lines.append(f"  round {n}: wrk {baseline.rps:8.0f} req/s | simulator {ours['rps']:8.0f} "
                          f"req/s ({ours['rps'] / baseline.rps:.2f}x)")
             print(lines[-1], flush=True)
-        spreads = asyncio.run(_spreads(url))
+        # The bursts come from this process: keep it off the emulator's CPU, as wrk is.
+        cpus, everywhere = load_cpu(opts), os.sched_getaffinity(0)
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+        try:
+            spreads = asyncio.run(_spreads(url))
+        finally:
+            os.sched_setaffinity(0, everywhere)
         for release, s in spreads.items():
             lines.append(f"  {release:>9}: send spread {s['send_ms']:.3f} ms, arrival spread "
                          f"{s['arrival_ms']:.3f} ms (median of {BURSTS})")

@@ -1,0 +1,433 @@
+"""Section ``proxy``: the exportJobs addon against bare mitmdump and mitmproxy's server replay.
+
+Every proxy is a ``mitmdump`` process in reverse-proxy mode (``--mode reverse:<emulator>``,
+``-q``, its own confdir) pinned to the server CPU; wrk (1 thread, ``connections``) and the
+upstream emulator share the load CPU, so the proxy has a core to itself and the figures
+measure the proxy. Within each part the sides alternate for ``rounds`` rounds; figures
+are medians.
+
+- Record: the same list GETs (a one-job store) through bare ``mitmdump`` forwarding and
+  through ``mitmdump -s addons/exportjobs.py`` in record mode (scoped to the emulator with
+  ``exportjobs_hosts``). Each record run must grow the cassette by the 200s wrk counted
+  (plus at most the requests in flight when wrk stopped), and the cassette must load at the
+  end. Goal: at least 0.9x.
+- Replay: one recording of that GET, captured once through a proxy that wrote both a
+  cassette and a mitmproxy flow file; then, with the emulator stopped (its port checked
+  closed, so anything forwarded would be a 502), our replay (miss policy repeat-last) against
+  ``--server-replay`` with ``server_replay_reuse``. Only 200s count. Goal: at least 1.0x.
+- Replay cost: cassettes of 10, 10,000 and 100,000 distinct GETs (``job-<k>``), written with
+  the cassette writer's ``dump_document``; wrk draws a random id from all of them on every
+  request. The cost per request is the proxy process's CPU time (user + system, from
+  /proc) over the requests served; also timed in-process: the addon's request document, the
+  matcher's ``take`` and the response build, for random ids. Goal: flat.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    CREATE_PATH,
+    HOST,
+    BenchError,
+    Options,
+    SectionResult,
+    Server,
+    WrkResult,
+    free_port,
+    load_cpu,
+    median,
+    run_wrk,
+    server_cpus,
+)
+
+NAME = "proxy"
+TITLE = "Record/replay proxy: record vs bare mitmdump, replay vs --server-replay, replay cost"
+GOAL_RECORD = 0.9
+GOAL_REPLAY = 1.0
+SIZES = (10, 10_000, 100_000)
+FLAT_TOLERANCE = 1.25  # "flat": the largest cassette costs at most this much more per request
+ORG = "9ab0fcab-c1d4-4b26-963b-a3c33155f853"
+_TICKS = os.sysconf("SC_CLK_TCK")
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _mitmdump_argv() -> list[str]:
+    found = Path(sys.executable).with_name("mitmdump")
+    if found.exists():
+        return [str(found)]
+    other = shutil.which("mitmdump")
+    if other is None:
+        raise BenchError("mitmdump not found next to this Python or on PATH (pip install mitmproxy)")
+    return [other]
+
+
+def _proxy(name: str, upstream_port: int, extra: list[str], confdir: Path, opts: Options,
+           start_timeout_s: float = 60) -> Server:
+    port = free_port()
+    argv = [*_mitmdump_argv(), "-q", "--listen-host", HOST, "-p", str(port),
+            "--mode", f"reverse:http://{HOST}:{upstream_port}", "--set", f"confdir={confdir}",
+            *extra]
+    return Server(name, argv, port, server_cpus(opts), start_timeout_s)
+
+
+def _addon(mode: str, cassette: Path, upstream_port: int) -> list[str]:
+    return ["-s", "addons/exportjobs.py", "--set", f"exportjobs_mode={mode}",
+            "--set", f"exportjobs_cassette={cassette}",
+            "--set", f"exportjobs_hosts={HOST}:{upstream_port}"]
+
+
+def _cpu_s(server: Server) -> float:
+    """User + system CPU seconds of the server process (all its threads) so far."""
+    assert server.process is not None
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _get(url: str, timeout: float = 10) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": "Bearer bench-opaque-token"})
+    with _LOOPBACK.open(request, timeout=timeout) as response:
+        return response.status, response.read()
+
+
+def _seed(url: str) -> None:
+    """One job in the emulator's store, so the list GET answers a realistic small body."""
+    body = ('{"goalsOrganizationId":"%s","explorerViewId":"7a6d1c3e-0b5f-4e2a-8c9d-1f2e3a4b5c6d"}'
+            % ORG).encode()
+    request = urllib.request.Request(url + CREATE_PATH, data=body, method="POST", headers={
+        "Authorization": "Bearer bench-opaque-token", "Content-Type": "application/json"})
+    with _LOOPBACK.open(request, timeout=10) as response:
+        if response.status != 201:
+            raise BenchError(f"seeding the emulator: expected 201, got {response.status}")
+
+
+def _only(result: WrkResult, status: int, who: str) -> None:
+    other = {s: n for s, n in result.statuses.items() if s != status}
+    socket_errors = {k: v for k, v in result.errors.items() if k != "status" and v}
+    if other or socket_errors or result.statuses.get(status, 0) != result.requests \
+            or not result.requests:
+        raise BenchError(f"{who}: expected only {status}s, got statuses {result.statuses}, "
+                         f"socket errors {socket_errors}, {result.requests} requests")
+
+
+def _documents(path: Path) -> int:
+    """Complete documents in a cassette (header included), counted by their end markers."""
+    with open(path, "rb") as f:
+        return f.read().count(b"\n...\n")
+
+
+def _closed(port: int) -> bool:
+    try:
+        socket.create_connection((HOST, port), timeout=0.5).close()
+    except OSError:
+        return True
+    return False
+
+
+# --- cassettes of distinct GETs --------------------------------------------------------------
+
+
+def _job(k: int) -> dict[str, Any]:
+    return {
+        "@odata.type": "#microsoft.graph.goalsExportJob", "id": f"job-{k}", "status": "succeeded",
+        "createdDateTime": "2026-01-01T00:00:00Z", "lastModifiedDateTime": "2026-01-01T00:00:05Z",
+        "expirationDateTime": "2026-01-08T00:00:05Z", "goalsOrganizationId": ORG,
+        "explorerViewId": f"7a6d1c3e-0b5f-4e2a-8c9d-{k:012x}",
+        "resourceLocation": f"http://{HOST}{CREATE_PATH}/job-{k}/content",
+    }
+
+
+def write_cassette(path: Path, size: int, upstream_port: int) -> None:
+    """A cassette of ``size`` distinct job GETs, in the shape the addon records."""
+    from addons.cassette import dump_document, new_header
+
+    base = f"http://{HOST}:{upstream_port}{CREATE_PATH}"
+    with open(path, "wb") as f:
+        f.write(dump_document(new_header("Sat, 28 Nov 2026 00:00:00 GMT", "bench/proxy.py")))
+        for k in range(1, size + 1):
+            f.write(dump_document({
+                "interaction": k, "started": k * 0.001, "duration": 0.0008, "concurrent": [],
+                "request": {"method": "GET", "url": f"{base}/job-{k}", "headers": [
+                    ["Host", f"{HOST}:{upstream_port}"], ["Authorization", "REDACTED"]]},
+                "response": {"status": 200, "headers": [
+                    ["Content-Type", "application/json;odata.metadata=minimal"],
+                    ["request-id", f"00000000-0000-4000-8000-{k:012x}"],
+                    ["client-request-id", f"00000000-0000-4000-8000-{k:012x}"],
+                    ["Date", "Sat, 28 Nov 2026 00:00:00 GMT"]],
+                    "json": {"value": _job(k)}},
+            }))
+
+
+def _in_process_us(path: Path, size: int, upstream_port: int, lookups: int = 20_000) -> float:
+    """Median µs for the addon's replay work per request: request document, take, response."""
+    from mitmproxy import http
+
+    from addons.cassette import load_cassette, request_doc
+    from addons.matching import ReplayIndex
+    from addons.redaction import Redactor
+    from addons.replay import recorded_response
+
+    index = ReplayIndex(load_cassette(path).interactions)
+    redactor = Redactor()
+    rng = random.Random(size)
+    requests = [
+        http.Request.make("GET", f"http://{HOST}:{upstream_port}{CREATE_PATH}/job-{rng.randint(1, size)}",
+                          headers={"Authorization": "Bearer bench-opaque-token"})
+        for _ in range(lookups)
+    ]
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        for req in requests:
+            doc = request_doc(req.method, req.pretty_url, list(req.headers.items(True)),
+                              req.get_content(strict=False) or b"", redactor)
+            take = index.take(doc)
+            if take.interaction is None:
+                raise BenchError(f"in-process replay of {size}: {req.path} was not found")
+            recorded_response(take, req)
+        timings.append((time.perf_counter() - started) / lookups * 1e6)
+    return statistics.median(timings)
+
+
+# --- the section -----------------------------------------------------------------------------
+
+
+def _rate(result: WrkResult, cpu_s: float) -> dict[str, Any]:
+    return {**result.as_dict(), "cpu_us_per_request": round(cpu_s / result.requests * 1e6, 1)}
+
+
+def run(wrk: str, opts: Options) -> SectionResult:
+    """Run the section; raises BenchError when a figure could not be trusted."""
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp_name:
+        tmp = Path(tmp_name)
+        confdir = tmp / "confdir"
+        confdir.mkdir()
+        emu_port = free_port()
+        emulator = Server("emulator", [sys.executable, "-m", "simulator.cli", "serve", "--quiet",
+                                       "--port", str(emu_port), "--start-after", "3600",
+                                       "--run-for", "3600"], emu_port, load_cpu(opts))
+        capture_cassette, flows = tmp / "capture.yaml", tmp / "capture.flows"
+        record_cassette = tmp / "record.yaml"
+        record_rounds: list[dict[str, Any]] = []
+        with emulator:
+            _seed(emulator.url)
+            # One recording of the list GET, as a cassette and as a mitmproxy flow file at once.
+            with _proxy("capture", emu_port,
+                        [*_addon("record", capture_cassette, emu_port), "-w", str(flows)],
+                        confdir, opts) as capture:
+                status, listed = _get(capture.url + CREATE_PATH)
+                if status != 200 or b'"value":[{' not in listed:
+                    raise BenchError(f"capture: expected a 200 list of one job, got {status}")
+            if _documents(capture_cassette) != 2 or not flows.stat().st_size:
+                raise BenchError("capture: the cassette or the flow file did not get the GET")
+
+            bare = _proxy("bare mitmdump", emu_port, [], confdir, opts)
+            record = _proxy("mitmdump + addon, record", emu_port,
+                            _addon("record", record_cassette, emu_port), confdir, opts)
+            with bare, record:
+                run_wrk(wrk, bare.url, "list", opts, opts.warmup_s)
+                run_wrk(wrk, record.url, "list", opts, opts.warmup_s)
+                for n in range(1, opts.rounds + 1):
+                    cpu = _cpu_s(bare)
+                    base = run_wrk(wrk, bare.url, "list", opts)
+                    base_cpu = _cpu_s(bare) - cpu
+                    _only(base, 200, "bare mitmdump")
+                    before, cpu = _documents(record_cassette), _cpu_s(record)
+                    rec = run_wrk(wrk, record.url, "list", opts)
+                    rec_cpu = _cpu_s(record) - cpu
+                    _only(rec, 200, "record")
+                    time.sleep(0.2)  # let responses still in flight when wrk stopped land
+                    grown = _documents(record_cassette) - before
+                    if not rec.requests <= grown <= rec.requests + opts.connections:
+                        raise BenchError(f"record: wrk saw {rec.requests} 200s but the cassette "
+                                         f"grew by {grown} interactions")
+                    record_rounds.append({"bare": _rate(base, base_cpu), "record": _rate(rec, rec_cpu),
+                                          "recorded": grown})
+                    say(f"  record round {n}: bare {base.rps:7.0f} req/s | record {rec.rps:7.0f} "
+                        f"req/s ({rec.rps / base.rps:.2f}x), {grown} recorded")
+            from addons.cassette import load_cassette
+
+            loaded = load_cassette(record_cassette)
+            if loaded.torn or len(loaded.interactions) < sum(r["recorded"] for r in record_rounds):
+                raise BenchError(f"record: the cassette does not load whole ({loaded.torn})")
+            del loaded
+        # The emulator is gone: a forwarded request would now be a 502, never a 200.
+        if not _closed(emu_port):
+            raise BenchError(f"replay: something listens on the stopped emulator's port {emu_port}")
+
+        replay_rounds: list[dict[str, Any]] = []
+        lazy = ["--set", "connection_strategy=lazy"]
+        ours = _proxy("mitmdump + addon, replay", emu_port,
+                      [*_addon("replay", capture_cassette, emu_port), *lazy,
+                       "--set", "exportjobs_miss_policy=repeat-last"], confdir, opts)
+        theirs = _proxy("mitmdump --server-replay", emu_port,
+                        ["--server-replay", str(flows), "--set", "server_replay_reuse=true", *lazy],
+                        confdir, opts)
+        with ours, theirs:
+            run_wrk(wrk, theirs.url, "list", opts, opts.warmup_s)
+            run_wrk(wrk, ours.url, "list", opts, opts.warmup_s)
+            for n in range(1, opts.rounds + 1):
+                cpu = _cpu_s(theirs)
+                base = run_wrk(wrk, theirs.url, "list", opts)
+                base_cpu = _cpu_s(theirs) - cpu
+                _only(base, 200, "--server-replay")
+                cpu = _cpu_s(ours)
+                mine = run_wrk(wrk, ours.url, "list", opts)
+                mine_cpu = _cpu_s(ours) - cpu
+                _only(mine, 200, "replay")
+                replay_rounds.append({"server_replay": _rate(base, base_cpu),
+                                      "replay": _rate(mine, mine_cpu)})
+                say(f"  replay round {n}: --server-replay {base.rps:7.0f} req/s | replay "
+                    f"{mine.rps:7.0f} req/s ({mine.rps / base.rps:.2f}x)")
+
+        cassettes = {}
+        for size in SIZES:
+            cassettes[size] = tmp / f"jobs-{size}.yaml"
+            write_cassette(cassettes[size], size, emu_port)
+        in_process = {size: round(_in_process_us(cassettes[size], size, emu_port), 2)
+                      for size in SIZES}
+        scale_rounds: list[dict[int, dict[str, Any]]] = []
+        proxies = {size: _proxy(f"replay of {size}", emu_port,
+                                [*_addon("replay", cassettes[size], emu_port), *lazy], confdir, opts,
+                                start_timeout_s=60 + size / 500)  # loading 100,000 takes a while
+                   for size in SIZES}
+        started = []
+        try:
+            for size in SIZES:
+                started.append(proxies[size].__enter__())
+            for size in SIZES:
+                run_wrk(wrk, proxies[size].url, f"ids:{size}", opts, opts.warmup_s)
+            for n in range(1, opts.rounds + 1):
+                row = {}
+                for size in SIZES:
+                    cpu = _cpu_s(proxies[size])
+                    result = run_wrk(wrk, proxies[size].url, f"ids:{size}", opts)
+                    row[size] = _rate(result, _cpu_s(proxies[size]) - cpu)
+                    _only(result, 200, f"replay of {size}")
+                scale_rounds.append(row)
+                say(f"  scale round {n}: " + " | ".join(
+                    f"{size:,}: {row[size]['rps']:6.0f} req/s {row[size]['cpu_us_per_request']:6.1f} "
+                    f"µs CPU" for size in SIZES))
+        finally:
+            for server in reversed(started):
+                server.__exit__(None, None, None)
+
+    def med(rows: list[dict[str, Any]], side: Any, key: str) -> float:
+        return round(median([r[side][key] for r in rows]), 1)
+
+    summary = {
+        "record": {side: {k: med(record_rounds, side, k) for k in ("rps", "p50_us", "p99_us",
+                                                                   "cpu_us_per_request")}
+                   for side in ("bare", "record")},
+        "replay": {side: {k: med(replay_rounds, side, k) for k in ("rps", "p50_us", "p99_us",
+                                                                   "cpu_us_per_request")}
+                   for side in ("server_replay", "replay")},
+        "scale": {str(size): {k: med(scale_rounds, size, k) for k in ("rps", "p50_us",
+                                                                     "cpu_us_per_request")}
+                  for size in SIZES},
+        "in_process_us": {str(size): us for size, us in in_process.items()},
+    }
+    rec, rep = summary["record"], summary["replay"]
+    record_ratio = rec["record"]["rps"] / rec["bare"]["rps"]
+    replay_ratio = rep["replay"]["rps"] / rep["server_replay"]["rps"]
+    # The same comparison by CPU spent per request (baseline / ours: above 1 is cheaper),
+    # steadier than requests/s when other work shares the machine.
+    record_cpu = rec["bare"]["cpu_us_per_request"] / rec["record"]["cpu_us_per_request"]
+    replay_cpu = rep["server_replay"]["cpu_us_per_request"] / rep["replay"]["cpu_us_per_request"]
+    cost = [summary["scale"][str(s)]["cpu_us_per_request"] for s in SIZES]
+    growth = cost[-1] / cost[0]
+    in_growth = in_process[SIZES[-1]] / in_process[SIZES[0]]
+    data = {
+        **summary,
+        "record_ratio": round(record_ratio, 3), "record_cpu_ratio": round(record_cpu, 3),
+        "goal_record": GOAL_RECORD,
+        "replay_ratio": round(replay_ratio, 3), "replay_cpu_ratio": round(replay_cpu, 3),
+        "goal_replay": GOAL_REPLAY,
+        "scale_growth": round(growth, 3), "in_process_growth": round(in_growth, 3),
+        "flat_tolerance": FLAT_TOLERANCE,
+        "rounds": {"record": record_rounds, "replay": replay_rounds,
+                   "scale": [{str(k): v for k, v in r.items()} for r in scale_rounds]},
+    }
+    verdict = lambda ok: "meets" if ok else "misses"  # noqa: E731
+    lines += [
+        f"  record/bare mitmdump: {rec['record']['rps']:.0f} / {rec['bare']['rps']:.0f} req/s = "
+        f"{record_ratio:.2f}x ({verdict(record_ratio >= GOAL_RECORD)} the {GOAL_RECORD}x goal); "
+        f"by CPU per request {record_cpu:.2f}x",
+        f"  replay/--server-replay: {rep['replay']['rps']:.0f} / {rep['server_replay']['rps']:.0f} "
+        f"req/s = {replay_ratio:.2f}x ({verdict(replay_ratio >= GOAL_REPLAY)} the {GOAL_REPLAY}x "
+        f"goal); by CPU per request {replay_cpu:.2f}x",
+        "  replay CPU per request at " + ", ".join(f"{s:,}: {c:.0f} µs" for s, c in zip(SIZES, cost))
+        + f" ({growth:.2f}x from {SIZES[0]:,} to {SIZES[-1]:,}; "
+        f"{verdict(growth <= FLAT_TOLERANCE)} flat)",
+        "  in-process replay work per request at " + ", ".join(
+            f"{s:,}: {us:.1f} µs" for s, us in in_process.items()) + f" ({in_growth:.2f}x)",
+    ]
+    return SectionResult(data, lines, _markdown(data, opts))
+
+
+def _markdown(d: dict[str, Any], opts: Options) -> str:
+    def ms(us: float) -> str:
+        return f"{us / 1000:.2f} ms"
+
+    def row(label: str, s: dict[str, Any]) -> str:
+        return (f"| {label} | {s['rps']:.0f} | {s['cpu_us_per_request']:.0f} µs | {ms(s['p50_us'])} "
+                f"| {ms(s['p99_us'])} |")
+
+    rec, rep, scale = d["record"], d["replay"], d["scale"]
+    ok = lambda good: "meets" if good else "misses"  # noqa: E731
+    per_round = "; ".join(
+        f"{r['bare']['rps']:.0f} / {r['record']['rps']:.0f}" for r in d["rounds"]["record"])
+    per_round_replay = "; ".join(
+        f"{r['server_replay']['rps']:.0f} / {r['replay']['rps']:.0f}" for r in d["rounds"]["replay"])
+    return "\n".join([
+        "| | requests/s (median) | proxy CPU per request | p50 latency | p99 latency |",
+        "|---|---:|---:|---:|---:|",
+        row("bare mitmdump, forwarding", rec["bare"]),
+        row("addon, record mode (fsynced cassette)", rec["record"]),
+        row("mitmdump --server-replay (reuse)", rep["server_replay"]),
+        row("addon, replay mode", rep["replay"]),
+        "",
+        f"**Record / bare mitmdump: {d['record_ratio']:.2f}x** in requests/s "
+        f"({ok(d['record_ratio'] >= d['goal_record'])} the {d['goal_record']}x goal); "
+        f"{d['record_cpu_ratio']:.2f}x by CPU per request. "
+        f"**Replay / --server-replay: {d['replay_ratio']:.2f}x** in requests/s "
+        f"({ok(d['replay_ratio'] >= d['goal_replay'])} the {d['goal_replay']}x goal); "
+        f"{d['replay_cpu_ratio']:.2f}x by CPU per request (baseline CPU / ours: above 1 is "
+        "cheaper; steadier than requests/s on a shared machine).",
+        "",
+        "Replay cost per request by cassette size (random distinct job GETs):",
+        "",
+        "| recorded interactions | requests/s (median) | proxy CPU per request "
+        "| in-process (match + response) |",
+        "|---:|---:|---:|---:|",
+        *(f"| {int(size):,} | {s['rps']:.0f} | {s['cpu_us_per_request']:.0f} µs | "
+          f"{d['in_process_us'][size]:.1f} µs |" for size, s in scale.items()),
+        "",
+        f"From {SIZES[0]:,} to {SIZES[-1]:,} interactions the CPU per request changes "
+        f"{d['scale_growth']:.2f}x end to end and {d['in_process_growth']:.2f}x in-process "
+        f"({ok(d['scale_growth'] <= d['flat_tolerance'])} flat, i.e. at most {d['flat_tolerance']}x).",
+        "",
+        f"Per round (req/s), bare / record: {per_round}; --server-replay / replay: "
+        f"{per_round_replay}.",
+        f"Load: wrk, 1 thread, {opts.connections} connections, {opts.duration_s} s per "
+        f"measurement, {opts.rounds} alternating rounds; list GETs of a one-job store for record "
+        "and replay. Each proxy is a `mitmdump -q` in reverse-proxy mode on a core of its own "
+        "(wrk and the upstream emulator share the other); proxy CPU is its user + system time "
+        "over the requests wrk counted.",
+    ])

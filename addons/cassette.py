@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
 import os
 import re
@@ -238,7 +239,31 @@ def load_cassette(path: str | os.PathLike[str]) -> Cassette:
             raise _document_error(path, number, "has no request method and url")
         if not isinstance(response, dict) or not isinstance(response.get("status"), int):
             raise _document_error(path, number, "has no response status")
+        if not isinstance(item.get("interaction", 0), int):
+            raise _document_error(path, number, "has an interaction number that is not a whole number")
+        for side, message in (("request", request), ("response", response)):
+            problem = _message_problem(message)
+            if problem:
+                raise _document_error(path, number, f"has a {side} whose {problem}")
     return Cassette(path, header, interactions, torn)
+
+
+def _message_problem(message: dict[str, Any]) -> str | None:
+    """What is wrong with a stored request or response's headers or body, if anything:
+    checked on load so that replay never meets a recording it cannot send."""
+    headers = message.get("headers", [])
+    if not isinstance(headers, list) or not all(
+            isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, str) for v in pair)
+            for pair in headers):
+        return "headers are not a list of [name, value] pairs of text"
+    if "text" in message and not isinstance(message["text"], str):
+        return "text body is not text"
+    if "base64" in message:
+        try:
+            base64.b64decode(message["base64"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            return "base64 body is not valid base64"
+    return None
 
 
 def _load_yaml(path: Path, data: bytes) -> list[Any]:

@@ -31,7 +31,7 @@ from addons.faults import INJECTED_META, Faults, injected_note
 from addons.gate import RaceGate
 from addons.matching import EXHAUSTION_POLICIES, INJECTED, REPEAT_LAST, Outcome, ReplayIndex
 from addons.redaction import Redactor
-from addons.replay import not_recorded_response, recorded_response, response_json
+from addons.replay import not_recorded_response, replay_failed_response, recorded_response, response_json
 from addons.scope import Scope
 from addons.summary import exchange_line, shown
 from addons.timeline import Timeline
@@ -200,7 +200,14 @@ class ExportJobs:
                     exchange.number = self.timeline.begin()
                 return
         if self.mode == "replay":
-            self._answer(flow, exchange)
+            try:
+                self._answer(flow, exchange)
+            except Exception as exc:  # fail closed: an unanswered flow would go to the network
+                log.error("cassette %s: cannot replay %s %s (%s)", self.cassette_name, req.method,
+                          exchange.path, exc)
+                flow.response = replay_failed_response(flow.request, self.cassette_name, exc)
+                exchange.tag = "MISS"
+                exchange.note = "recording unusable"
             return
         if self.mode == "record":
             exchange.number = self.timeline.begin()

@@ -86,3 +86,17 @@ def response_json(response: http.Response | None) -> Any:
         return json.loads(response.get_content(strict=False) or b"null")
     except ValueError:
         return None
+
+
+def replay_failed_response(request: http.Request, cassette: str, exc: BaseException) -> http.Response:
+    """The Graph error when a matching recording cannot be sent; replay never falls back to
+    the network."""
+    headers = graph_headers(request)
+    body = error_json("notRecorded",
+                      f"Cassette '{cassette}' has a recording for {request.method} "
+                      f"{request.path.partition('?')[0]} that cannot be replayed ({exc}); "
+                      "re-record it.",
+                      inner_code="exportJobsCassetteUnusable", request_id=headers[0][1],
+                      client_request_id=headers[1][1])
+    headers += [("Content-Type", "application/json")]
+    return make_response(502, headers, body, request)

@@ -167,3 +167,28 @@ async def test_the_fast_reader_agrees_with_yaml_and_hand_edited_files_still_load
     assert _load_own_format(hand.read_bytes()) is None
     loaded = load_cassette(hand)
     assert loaded.interactions[0]["response"]["text"] == "line one\nline two\n"
+
+
+@pytest.mark.parametrize(
+    "edit, says",
+    [
+        ("headers: [[a]]", "headers are not a list of [name, value] pairs"),
+        ("base64: '***'", "base64 body is not valid base64"),
+        ("interaction: one", "interaction number that is not a whole number"),
+    ],
+)
+def test_hand_edited_recordings_that_replay_could_not_send_are_refused_on_load(tmp_path, edit, says):
+    from addons.cassette import CassetteError, load_cassette
+
+    bad = tmp_path / "bad.yaml"
+    key, _, value = edit.partition(": ")
+    where = "response" if key != "interaction" else None
+    doc = {"interaction": 1, "request": {"method": "GET", "url": "https://graph.microsoft.com/x"},
+           "response": {"status": 200}}
+    parsed = yaml.safe_load(f"{key}: {value}")
+    (doc if where is None else doc["response"]).update(parsed)
+    bad.write_text("---\nformat: exportjobs-cassette\nversion: 1\n...\n---\n"
+                   + yaml.safe_dump(doc) + "...\n")
+    with pytest.raises(CassetteError) as info:
+        load_cassette(bad)
+    assert says in str(info.value)

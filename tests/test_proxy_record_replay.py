@@ -275,3 +275,25 @@ async def test_a_response_that_cannot_be_recorded_is_not_passed_on_as_a_success(
         got = await client.call("GET", COLLECTION, headers=auth_headers())
     assert got.status == 502 and got.json["error"]["code"] == "cassetteWriteFailed"
     assert "No space left" in got.json["error"]["message"]
+
+
+async def test_a_recording_that_cannot_be_sent_fails_closed(tmp_path, proxies, monkeypatch):
+    """Whatever goes wrong building a replayed response, the flow is answered, never forwarded."""
+    import addons.exportjobs
+
+    cassette, _ = await _record_race(tmp_path, proxies)
+
+    def broken(*args, **kwargs):
+        raise ValueError("simulated unusable recording")
+
+    monkeypatch.setattr(addons.exportjobs, "recorded_response", broken)
+    async with Tripwire() as tripwire:
+        spy = ConnectSpy(block=True)
+        player = await proxies("replay", cassette, tripwire.url, extra_addons=[spy])
+        async with aiohttp.ClientSession() as session:
+            got = await ProxiedClient(session, player.url, "http://graph.microsoft.com").call(
+                "POST", COLLECTION, headers=auth_headers(), json=RACE_PAIR)
+        assert tripwire.accepts == 0 and spy.attempts == []
+    assert got.status == 502
+    assert got.json["error"]["innerError"]["code"] == "exportJobsCassetteUnusable"
+    assert "simulated unusable recording" in got.json["error"]["message"]

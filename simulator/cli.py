@@ -22,13 +22,16 @@ UNSAFE_BANNER = (
 )
 
 
+_MAX_SECONDS = 86_400.0  # a day: beyond it the emulator's clock arithmetic gains nothing
+
+
 def _non_negative(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value < 0 or value != value:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
+    if not 0 <= value <= _MAX_SECONDS:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(f"must be from 0 to {_MAX_SECONDS:g}, got {text!r}")
     return value
 
 

@@ -15,6 +15,8 @@ from simulator.emulator import ARRIVALS, CLOCK, CONFIG, STORE
 from simulator.graph import GraphError, graph_date, graph_time, is_guid
 
 PREFIX = "/_emulator"
+# A hundred years: far past any job's expiry, well inside what timestamps can format.
+MAX_ADVANCE_S = 100 * 365 * 24 * 3600
 
 
 def _ok(payload: dict[str, Any]) -> web.Response:
@@ -55,8 +57,10 @@ async def reset(request: web.Request) -> web.Response:
 
 async def advance_clock(request: web.Request) -> web.Response:
     seconds = (await _body(request)).get("seconds")
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
-        raise GraphError(400, "badRequest", "Give {\"seconds\": N} with N >= 0.")
+    room = MAX_ADVANCE_S - request.app[CLOCK].offset
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds <= room:
+        raise GraphError(400, "badRequest", f"Give {{\"seconds\": N}} with N from 0 to {room:g} "
+                         "(the clock moves at most a hundred years in all).")
     now = request.app[CLOCK].advance(float(seconds))
     return _ok({"now": graph_time(now), "clockOffsetSeconds": request.app[CLOCK].offset})
 

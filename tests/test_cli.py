@@ -67,7 +67,9 @@ def test_unsafe_mode_says_so_loudly():
     "args, says",
     [
         (["serve", "--port", "http"], "--port: expected a port"),
-        (["serve", "--run-for", "-3"], "--run-for: must be 0 or more"),
+        (["serve", "--run-for", "-3"], "--run-for: must be from 0 to 86400"),
+        (["serve", "--start-after", "inf"], "--start-after: must be from 0 to 86400"),
+        (["serve", "--unsafe-race-window-ms", "nan"], "--unsafe-race-window-ms: must be from 0"),
         (["serve", "--known-org", "acme"], "--known-org: expected a GUID"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],

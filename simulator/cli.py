@@ -186,8 +186,23 @@ def _demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from simulator.demo import run_demo
+    from simulator.proxy import ProxyError
+    from simulator.runner import RunAborted
+    from simulator.scenario import ScenarioError
 
-    return asyncio.run(run_demo(Path(args.cassette)))
+    try:
+        return asyncio.run(run_demo(Path(args.cassette)))
+    except (ProxyError, RunAborted) as exc:
+        print(f"exportjobs demo: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ScenarioError as exc:
+        print(f"exportjobs demo: the shipped scenario does not load:\n{exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"exportjobs demo: cannot use{where}: {exc.strerror or exc}; pick another --cassette",
+              file=sys.stderr)
+        return 2
 
 
 def _add_proxy(sub: argparse._SubParsersAction) -> None:

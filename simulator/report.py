@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from simulator.runner import RunResult, StepResult
+from simulator.values import shown_url
 
 
 def step_data(result: StepResult) -> dict[str, Any]:
@@ -33,12 +34,15 @@ def run_data(run: RunResult) -> dict[str, Any]:
     return {
         "scenario": run.scenario.name,
         "source": run.scenario.source,
-        "target": run.target,
-        "proxy": run.proxy,
+        "target": shown_url(run.target),
+        "proxy": shown_url(run.proxy),
         "emulator_control": run.emulator,
         "ok": run.ok,
         "duration_s": round(run.duration_s, 3),
-        "variables": {k: v for k, v in run.variables.items() if isinstance(v, (str, int, float, bool))},
+        # Only generated values: enough to repeat the run with --var, and never a secret
+        # a user passed in (a token given with --var, say).
+        "variables": {k: run.variables[k] for k, spec in run.scenario.variables.items()
+                      if isinstance(spec, dict) and "generate" in spec},
         "steps": [step_data(s) for s in run.steps],
     }
 
@@ -100,9 +104,9 @@ def _summary_line(result: StepResult) -> str:
 
 def print_summary(run: RunResult, out: TextIO, *, label: str | None = None) -> None:
     """The console report: a line per step, its checks, and a verdict."""
-    via = f" via proxy {run.proxy}" if run.proxy else ""
+    via = f" via proxy {shown_url(run.proxy)}" if run.proxy else ""
     print(f"{label or run.scenario.name}  ({run.scenario.source})", file=out)
-    print(f"  target {run.target}{via}", file=out)
+    print(f"  target {shown_url(run.target)}{via}", file=out)
     for result in run.steps:
         mark = "SKIP" if result.skipped else ("ok  " if result.ok else "FAIL")
         print(f"  {mark} {result.step.index + 1:>2}. {result.step.name} [{result.step.kind}]", file=out)

@@ -41,7 +41,7 @@ from simulator.transport import (
     prepare_request,
     send_burst,
 )
-from simulator.values import MISSING, get_path, interpolate, references
+from simulator.values import MISSING, get_path, interpolate, references, shown_url
 
 
 # Statuses a request step retries by default: the ones Graph sends with Retry-After.
@@ -144,7 +144,7 @@ class Runner:
             reason = await _reachable(url)
             if reason is not None:
                 what = "proxy" if url == self.proxy else "target"
-                raise RunAborted(f"cannot reach the {what} {url} ({reason}); is it running?", 3)
+                raise RunAborted(f"cannot reach the {what} {shown_url(url)} ({reason}); is it running?", 3)
         self._control = await self._find_control_api()
         started = time.perf_counter()
         client = Client(proxy=self.proxy, ssl_context=self.ssl_context, limit=1000)

@@ -300,7 +300,10 @@ class _Checker:
 
 def parse_scenario(text: str, source: str, *, extra_variables: set[str] | frozenset[str] = frozenset()) -> Scenario:
     """Parse and check a scenario; ``extra_variables`` are names given with --var."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # e.g. a control character the YAML reader refuses
+        raise ScenarioError([Problem(source, 0, f"not valid YAML: {exc}")]) from None
     try:
         root = loader.get_single_node()
         if root is None:
@@ -311,6 +314,11 @@ def parse_scenario(text: str, source: str, *, extra_variables: set[str] | frozen
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
         raise ScenarioError([Problem(source, line, f"not valid YAML: {exc.problem or exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError([Problem(source, 0, f"not valid YAML: {exc}")]) from None
+    except RecursionError:
+        raise ScenarioError([Problem(source, 0, "a YAML alias refers to the node that holds it; "
+                                     "write the value out instead")]) from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):

@@ -224,7 +224,7 @@ async def send_burst(
     async def finish(i: int, conn: _RawConnection) -> Outcome:
         try:
             return await asyncio.wait_for(conn.read_response(), timeout)
-        except (OSError, asyncio.TimeoutError, h11.ProtocolError) as exc:
+        except (OSError, EOFError, asyncio.TimeoutError, h11.ProtocolError) as exc:
             return Outcome(None, {}, b"", time.perf_counter() - conn.started, _describe_error(exc))
         finally:
             conn.close()
@@ -234,7 +234,7 @@ async def send_burst(
             async def whole(i: int, conn: _RawConnection) -> Outcome:
                 try:
                     await asyncio.wait_for(conn.open(), timeout)
-                except (OSError, asyncio.TimeoutError) as exc:
+                except (OSError, EOFError, asyncio.TimeoutError) as exc:  # EOF: proxy hung up
                     return Outcome(None, {}, b"", 0.0, _describe_error(exc))
                 conn.started = time.perf_counter()
                 conn.writer.write(conn.wire_bytes())

@@ -86,3 +86,14 @@ def get_path(document: Any, path: str | Iterable[str | int]) -> Any:
         else:
             return MISSING
     return node
+
+
+def shown_url(url: str | None) -> str | None:
+    """``url`` fit to print or write down: any user:password in it is replaced."""
+    if not url or "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "REDACTED@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"

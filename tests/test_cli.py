@@ -105,3 +105,13 @@ def test_demo_records_then_replays_the_race_offline(tmp_path):
     text = cassette.read_text()
     assert "REDACTED" in text and "Bearer" not in text
     assert "Traceback" not in proc.stderr
+
+
+def test_demo_with_an_unwritable_cassette_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = subprocess.run([*EXPORTJOBS, "demo", "--cassette", str(blocker / "demo.yaml")],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "exportjobs demo: cannot use" in proc.stderr and "--cassette" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -98,3 +98,17 @@ def test_two_winners_break_every_invariant():
 def test_no_response_is_a_broken_check_not_a_crash():
     checks = check_response({"status": 200}, Outcome(None, {}, b"", 0.0, "timed out"), {})
     assert [(c.ok, c.actual) for c in checks] == [(False, "none (timed out)")]
+
+
+def test_the_409_invariant_fails_when_the_201_has_no_id():
+    no_id = [outcome(201, {}, Location="L")] + [outcome(409, {"error": {}}, Location="L")] * 3
+    checks = {c.what: c for c in check_burst({"invariants": ["every-409-targets-the-201"]}, no_id, {})}
+    assert not checks["every-409-targets-the-201"].ok
+
+
+def test_credentials_in_urls_are_never_shown():
+    from simulator.values import shown_url
+
+    assert shown_url("http://user:s3cret@127.0.0.1:3128") == "http://REDACTED@127.0.0.1:3128"
+    assert shown_url("http://127.0.0.1:8080") == "http://127.0.0.1:8080"
+    assert shown_url(None) is None

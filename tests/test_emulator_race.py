@@ -69,16 +69,3 @@ async def test_the_race_check_catches_an_unsafe_server(window_ms):
     created, conflicts = race_summary(results)
     assert len(created) > 1, "the unsafe server should hand out more than one 201"
     assert len(created) + len(conflicts) == BURST
-
-
-async def test_store_create_is_atomic_without_the_network(emulator):
-    """Many coroutines interleaving on one loop: one creation per pair."""
-    store = emulator.store
-    pair = new_pair()
-
-    async def create():
-        await asyncio.sleep(0)
-        return store.create(pair["goalsOrganizationId"], pair["explorerViewId"])[1]
-
-    outcomes = await asyncio.gather(*(create() for _ in range(1000)))
-    assert outcomes.count(True) == 1

@@ -67,7 +67,7 @@ async def test_each_error_is_graph_shaped_and_never_reaches_the_service(
 
 
 async def test_latency_delays_matching_requests_only(emulator, proxies):
-    proxy = await proxies("passthrough", None, emulator.url, faults="list:latency(300ms)@1")
+    proxy = await proxies("passthrough", None, emulator.url, faults="list:latency(1000ms)@1")
     async with aiohttp.ClientSession() as session:
         c = client(session, proxy)
         started = time.monotonic()
@@ -77,7 +77,7 @@ async def test_latency_delays_matching_requests_only(emulator, proxies):
         created = await c.call("POST", COLLECTION, json=PAIR, headers=auth_headers())
         fast = time.monotonic() - started
     assert (listed.status, created.status) == (200, 201)
-    assert slow >= 0.3 and fast < 0.25, (slow, fast)
+    assert slow >= 1.0 and fast < 0.5, (slow, fast)  # wide margin: CI machines are shared
 
 
 # --- the seed ----------------------------------------------------------------------------

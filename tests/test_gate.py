@@ -42,16 +42,18 @@ async def reports(gate: RaceGate, n: int = 1, within: float = 5.0) -> list:
 
 async def test_the_count_path_releases_together_and_reports(emulator, proxies, caplog):
     caplog.set_level(logging.INFO, logger="exportjobs.proxy")
-    proxy = await proxies("passthrough", None, emulator.url, gate=5, gate_timeout=10)
+    proxy = await proxies("passthrough", None, emulator.url, gate=5, gate_timeout=20)
     pair = new_pair()
     started = time.monotonic()
-    results = await spaced_creates(proxy, pair, 5, 0.05)
-    assert time.monotonic() - started < 5, "the fifth arrival must release the gate, not the timeout"
+    # Arrivals 0.2 s apart, so "released together" (a fifth of the arrival spread) leaves
+    # room for a loaded machine.
+    results = await spaced_creates(proxy, pair, 5, 0.2)
+    assert time.monotonic() - started < 8, "the fifth arrival must release the gate, not the timeout"
     assert race_problem(results) is None
     (report,) = await reports(proxy.gate)
     assert (report.held, report.reason, report.statuses) == (5, "count", {"201": 1, "409": 4})
     assert report.organization == pair["goalsOrganizationId"]
-    assert report.held_ms >= 190 and report.arrival_spread_ms >= 190
+    assert report.held_ms >= 790 and report.arrival_spread_ms >= 790
     assert report.release_spread_ms < report.arrival_spread_ms / 5
     assert report.upstream_arrival_spread_ms is not None
     assert report.upstream_arrival_spread_ms < report.arrival_spread_ms / 5
@@ -66,10 +68,10 @@ async def test_the_timeout_path_releases_what_it_holds(emulator, proxies):
     results = await spaced_creates(proxy, new_pair(), 2, 0.05)
     took = time.monotonic() - started
     assert sorted(r.status for r in results) == [201, 409]
-    assert 0.4 <= took < 2, took
+    assert 0.4 <= took < 5, took  # the upper bound only rules out waiting forever
     (report,) = await reports(proxy.gate)
     assert (report.held, report.reason) == (2, "timeout")
-    assert 390 <= report.held_ms < 1000
+    assert 390 <= report.held_ms < 4000
 
 
 async def test_different_pairs_and_other_requests_are_not_held_together(emulator, proxies):

@@ -24,8 +24,8 @@ from mitmproxy import ctx, exceptions, http
 
 from addons.faultplan import Decision, FaultPlan, FaultPlanError, FaultRule, load_plan, new_seed
 from addons.replay import graph_headers, make_response  # the one home of Graph's volatile headers
-from addons.scope import Scope
-from simulator.graph import JSON_CONTENT_TYPE, error_json
+from addons.scope import OptionScope
+from simulator.graph import HTTP_ERRORS, JSON_CONTENT_TYPE, error_json
 
 log = logging.getLogger("exportjobs.proxy")
 
@@ -34,16 +34,9 @@ FAULT_HEADER = "x-exportjobs-fault"
 ENFORCED = "retry-after-window"
 
 # The codes and messages Graph sends with these statuses.
-GRAPH_ERRORS = {
-    429: ("TooManyRequests", "Please retry again later."),
-    503: ("ServiceUnavailable", "The service is temporarily unavailable. Please retry later."),
-    504: ("GatewayTimeout", "The service did not respond in time. Please retry later."),
-}
-
-
 def fault_response(status: int, retry_after: int | None, request: http.Request, label: str) -> http.Response:
     """A Graph error response for ``status``, with ``Retry-After`` when given."""
-    code, message = GRAPH_ERRORS[status]
+    code, message = HTTP_ERRORS[status]
     headers = graph_headers(request)
     body = error_json(code, message, inner_code=str(status), request_id=headers[0][1],
                       client_request_id=headers[1][1])
@@ -70,8 +63,7 @@ class Faults:
         # (client, kind) -> monotonic time before which that client must not come back
         self.windows: dict[tuple[str, str], float] = {}
         self.injected = 0
-        self._scope_hosts: tuple[str, ...] | None = None
-        self._scope = Scope()
+        self._scope = OptionScope()
 
     def load(self, loader) -> None:
         loader.add_option("exportjobs_faults", Optional[str], None,
@@ -110,13 +102,6 @@ class Faults:
         log.info("exportjobs: fault plan %s: %s (seed %d)", plan.source,
                  ", ".join(r.text for r in plan.rules), seed)
 
-    def _scope_now(self) -> Scope:
-        # exportjobs_hosts belongs to the ExportJobs addon, loaded after this one.
-        hosts = tuple(getattr(ctx.options, "exportjobs_hosts", ()) or ())
-        if hosts != self._scope_hosts:
-            self._scope_hosts, self._scope = hosts, Scope(hosts)
-        return self._scope
-
     def client_key(self, flow: http.HTTPFlow) -> str:
         if self.client_header:
             value = flow.request.headers.get(self.client_header)
@@ -131,7 +116,7 @@ class Faults:
         if self.plan is None or flow.response is not None:
             return None
         req = flow.request
-        route = self._scope_now().route(req.host, req.port, req.path)
+        route = self._scope.current().route(req.host, req.port, req.path)
         if route is None:
             return None
         kind = route.kind(req.method)
@@ -176,4 +161,4 @@ class Faults:
         self.injected += 1
 
 
-__all__ = ["Faults", "INJECTED_META", "FAULT_HEADER", "GRAPH_ERRORS", "fault_response", "injected_note"]
+__all__ = ["Faults", "INJECTED_META", "FAULT_HEADER", "fault_response", "injected_note"]

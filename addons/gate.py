@@ -25,7 +25,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from addons.scope import Scope
+from addons.scope import OptionScope
 
 log = logging.getLogger("exportjobs.proxy")
 
@@ -93,8 +93,7 @@ class RaceGate:
         self._open: dict[Pair, _Hold] = {}
         self._by_flow: dict[str, _Hold] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._scope_hosts: tuple[str, ...] | None = None
-        self._scope = Scope()
+        self._scope = OptionScope()
 
     def load(self, loader) -> None:
         loader.add_option("exportjobs_gate", int, 0,
@@ -118,12 +117,6 @@ class RaceGate:
             log.info("exportjobs: race gate holds identical creates until %d arrive (timeout %gs)",
                      count, timeout)
 
-    def _scope_now(self) -> Scope:
-        hosts = tuple(getattr(ctx.options, "exportjobs_hosts", ()) or ())
-        if hosts != self._scope_hosts:
-            self._scope_hosts, self._scope = hosts, Scope(hosts)
-        return self._scope
-
     # --- hooks ---------------------------------------------------------------------------
 
     def request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
@@ -131,7 +124,7 @@ class RaceGate:
         if not self.count or flow.response is not None:
             return None
         req = flow.request
-        route = self._scope_now().route(req.host, req.port, req.path)
+        route = self._scope.current().route(req.host, req.port, req.path)
         if route is None or route.kind(req.method) != "create":
             return None
         pair = create_pair(req)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from mitmproxy import ctx
+
 from simulator.routes import ExportJobsRoute, match_exportjobs
 
 GRAPH_HOST = "graph.microsoft.com"
@@ -43,3 +45,18 @@ class Scope:
         if not self.covers(host, port):
             return None
         return match_exportjobs(path.partition("?")[0])
+
+
+class OptionScope:
+    """The scope the running proxy's ``exportjobs_hosts`` option describes, rebuilt only when
+    the option changes; for addons loaded beside ExportJobs, which declares that option."""
+
+    def __init__(self) -> None:
+        self._hosts: tuple[str, ...] | None = None
+        self._scope = Scope()
+
+    def current(self) -> Scope:
+        hosts = tuple(getattr(ctx.options, "exportjobs_hosts", ()) or ())
+        if hosts != self._hosts:
+            self._hosts, self._scope = hosts, Scope(hosts)
+        return self._scope

@@ -20,7 +20,3 @@ class Timeline:
     def end(self, number: int) -> list[int]:
         """The exchange finished; returns every exchange that was in flight alongside it."""
         return sorted(self._in_flight.pop(number, ()))
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from simulator.arrivals import ArrivalLog, ArrivalStamp
 from simulator.auth import check_authorization
-from simulator.graph import GraphError, compact_json, is_guid, new_request_id
+from simulator.graph import HTTP_ERRORS, GraphError, compact_json, is_guid, new_request_id
 from simulator.jobs import Clock, Job, JobStore, export_csv, is_well_formed_job_id
 from simulator.odata import parse_filter, parse_select, project
 from simulator.routes import ExportJobsRoute, match_exportjobs
@@ -62,12 +62,6 @@ def _error_response(err: GraphError, request_id: str, client_request_id: str) ->
     )
 
 
-_HTTP_ERRORS = {
-    405: ("BadRequest", "The HTTP method is not allowed for the request URI."),
-    413: ("RequestEntityTooLarge", "The request body is larger than the service accepts."),
-}
-
-
 @web.middleware
 async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     request_id = new_request_id()
@@ -77,7 +71,7 @@ async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except GraphError as err:
         response = _error_response(err, request_id, client_request_id)
     except web.HTTPException as exc:
-        code, message = _HTTP_ERRORS.get(exc.status, ("BadRequest", exc.reason))
+        code, message = HTTP_ERRORS.get(exc.status, ("BadRequest", exc.reason))
         response = _error_response(
             GraphError(exc.status, code, message), request_id, client_request_id
         )
@@ -137,11 +131,11 @@ async def _receive_body(request: web.Request) -> bytes:
     last-byte release synchronises, and the moment the duplicate check can run."""
     limit = request.app[CONFIG].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise GraphError(413, *_HTTP_ERRORS[413])
+        raise GraphError(413, *HTTP_ERRORS[413])
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise GraphError(413, *_HTTP_ERRORS[413]) from None
+        raise GraphError(413, *HTTP_ERRORS[413]) from None
 
 
 def _json_object(request: web.Request, raw: bytes) -> dict[str, Any]:

@@ -35,6 +35,15 @@ _GUID_RE = re.compile(
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
+# Graph's error code and message for statuses that are not particular to exportJobs.
+HTTP_ERRORS: dict[int, tuple[str, str]] = {
+    405: ("BadRequest", "The HTTP method is not allowed for the request URI."),
+    413: ("RequestEntityTooLarge", "The request body is larger than the service accepts."),
+    429: ("TooManyRequests", "Please retry again later."),
+    503: ("ServiceUnavailable", "The service is temporarily unavailable. Please retry later."),
+    504: ("GatewayTimeout", "The service did not respond in time. Please retry later."),
+}
+
 
 def is_guid(value: object) -> bool:
     """True for a GUID string in Graph's 8-4-4-4-12 form (braces are not accepted)."""
@@ -128,25 +137,6 @@ def error_body(
 def error_json(*args: Any, **kwargs: Any) -> bytes:
     """``error_body`` encoded as compact UTF-8 JSON bytes."""
     return compact_json(error_body(*args, **kwargs))
-
-
-def error_code(body: object) -> str | None:
-    """``error.code`` of a Graph error body, or None when ``body`` is not one."""
-    if isinstance(body, dict):
-        err = body.get("error")
-        if isinstance(err, dict) and isinstance(err.get("code"), str):
-            return err["code"]
-    return None
-
-
-def inner_error(body: object) -> dict[str, Any]:
-    """The inner error of a Graph error body, whichever spelling Graph used."""
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        for key in ("innerError", "innererror"):
-            if isinstance(err.get(key), dict):
-                return err[key]
-    return {}
 
 
 class GraphError(Exception):

@@ -227,6 +227,14 @@ def _node_value(node: yaml.Node) -> Any:
     return yaml.safe_load(yaml.serialize(node))
 
 
+def _names_only(node: yaml.MappingNode, path: str, where: str) -> None:
+    """Every key of a plan mapping is a plain name (YAML allows lists and mappings as keys)."""
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode):
+            raise FaultPlanError(f"{path}:{key.start_mark.line + 1}: {where}: keys are field names, "
+                                 "not lists or mappings")
+
+
 def load_file(path: str) -> FaultPlan:
     """A plan from a YAML file: ``seed`` (optional) and ``faults``, a list of rules."""
     try:
@@ -242,6 +250,7 @@ def load_file(path: str) -> FaultPlan:
         raise FaultPlanError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(root, yaml.MappingNode):
         raise FaultPlanError(f"{path}:1: a fault plan is a mapping with 'faults:' (a list of rules)")
+    _names_only(root, path, "the plan")
     top = {k.value: v for k, v in root.value}
     for key, value in top.items():
         if key not in ("seed", "faults"):
@@ -259,6 +268,7 @@ def load_file(path: str) -> FaultPlan:
     for number, node in enumerate(faults.value, 1):
         if not isinstance(node, yaml.MappingNode):
             raise FaultPlanError(f"{path}:{node.start_mark.line + 1}: faults[{number}]: a rule is a mapping")
+        _names_only(node, path, f"faults[{number}]")
         lines = {k.value: v.start_mark.line + 1 for k, v in node.value}
         raw = _node_value(node)
 

@@ -127,3 +127,13 @@ def test_yaml_plan_errors_name_file_line_and_field(tmp_path, body, where):
 def test_a_missing_plan_file_says_so(tmp_path):
     with pytest.raises(FaultPlanError, match="cannot be read"):
         load_plan(str(tmp_path / "nope.yaml"))
+
+
+def test_a_plan_key_that_is_not_a_name_is_a_clear_error(tmp_path):
+    from addons.faultplan import FaultPlanError, load_file
+
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("faults:\n  - match: create\n    ? [a]\n    : 1\n")
+    with pytest.raises(FaultPlanError) as info:
+        load_file(str(plan))
+    assert f"{plan}:3: faults[1]: keys are field names" in str(info.value)

@@ -94,6 +94,15 @@ def _cpu_s(server: Server) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def _measured(wrk: str, server: Server, mode: str, opts: Options, who: str) -> tuple[WrkResult, dict[str, Any]]:
+    """One wrk run at ``server`` that must see only 200s: the result and its rate and CPU."""
+    cpu = _cpu_s(server)
+    result = run_wrk(wrk, server.url, mode, opts)
+    used = _cpu_s(server) - cpu
+    _only(result, 200, who)
+    return result, _rate(result, used)
+
+
 def _get(url: str, timeout: float = 10) -> tuple[int, bytes]:
     request = urllib.request.Request(url, headers={"Authorization": "Bearer bench-opaque-token"})
     with _LOOPBACK.open(request, timeout=timeout) as response:
@@ -244,20 +253,15 @@ def run(wrk: str, opts: Options) -> SectionResult:
                 run_wrk(wrk, bare.url, "list", opts, opts.warmup_s)
                 run_wrk(wrk, record.url, "list", opts, opts.warmup_s)
                 for n in range(1, opts.rounds + 1):
-                    cpu = _cpu_s(bare)
-                    base = run_wrk(wrk, bare.url, "list", opts)
-                    base_cpu = _cpu_s(bare) - cpu
-                    _only(base, 200, "bare mitmdump")
-                    before, cpu = _documents(record_cassette), _cpu_s(record)
-                    rec = run_wrk(wrk, record.url, "list", opts)
-                    rec_cpu = _cpu_s(record) - cpu
-                    _only(rec, 200, "record")
+                    base, base_rate = _measured(wrk, bare, "list", opts, "bare mitmdump")
+                    before = _documents(record_cassette)
+                    rec, rec_rate = _measured(wrk, record, "list", opts, "record")
                     time.sleep(0.2)  # let responses still in flight when wrk stopped land
                     grown = _documents(record_cassette) - before
                     if not rec.requests <= grown <= rec.requests + opts.connections:
                         raise BenchError(f"record: wrk saw {rec.requests} 200s but the cassette "
                                          f"grew by {grown} interactions")
-                    record_rounds.append({"bare": _rate(base, base_cpu), "record": _rate(rec, rec_cpu),
+                    record_rounds.append({"bare": base_rate, "record": rec_rate,
                                           "recorded": grown})
                     say(f"  record round {n}: bare {base.rps:7.0f} req/s | record {rec.rps:7.0f} "
                         f"req/s ({rec.rps / base.rps:.2f}x), {grown} recorded")
@@ -283,16 +287,9 @@ def run(wrk: str, opts: Options) -> SectionResult:
             run_wrk(wrk, theirs.url, "list", opts, opts.warmup_s)
             run_wrk(wrk, ours.url, "list", opts, opts.warmup_s)
             for n in range(1, opts.rounds + 1):
-                cpu = _cpu_s(theirs)
-                base = run_wrk(wrk, theirs.url, "list", opts)
-                base_cpu = _cpu_s(theirs) - cpu
-                _only(base, 200, "--server-replay")
-                cpu = _cpu_s(ours)
-                mine = run_wrk(wrk, ours.url, "list", opts)
-                mine_cpu = _cpu_s(ours) - cpu
-                _only(mine, 200, "replay")
-                replay_rounds.append({"server_replay": _rate(base, base_cpu),
-                                      "replay": _rate(mine, mine_cpu)})
+                base, base_rate = _measured(wrk, theirs, "list", opts, "--server-replay")
+                mine, mine_rate = _measured(wrk, ours, "list", opts, "replay")
+                replay_rounds.append({"server_replay": base_rate, "replay": mine_rate})
                 say(f"  replay round {n}: --server-replay {base.rps:7.0f} req/s | replay "
                     f"{mine.rps:7.0f} req/s ({mine.rps / base.rps:.2f}x)")
 
@@ -316,10 +313,7 @@ def run(wrk: str, opts: Options) -> SectionResult:
             for n in range(1, opts.rounds + 1):
                 row = {}
                 for size in SIZES:
-                    cpu = _cpu_s(proxies[size])
-                    result = run_wrk(wrk, proxies[size].url, f"ids:{size}", opts)
-                    row[size] = _rate(result, _cpu_s(proxies[size]) - cpu)
-                    _only(result, 200, f"replay of {size}")
+                    _, row[size] = _measured(wrk, proxies[size], f"ids:{size}", opts, f"replay of {size}")
                 scale_rounds.append(row)
                 say(f"  scale round {n}: " + " | ".join(
                     f"{size:,}: {row[size]['rps']:6.0f} req/s {row[size]['cpu_us_per_request']:6.1f} "

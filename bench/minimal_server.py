@@ -1,15 +1,22 @@
-"""The benchmark baseline: the least an aiohttp server can do for an exportJobs create.
+"""The benchmark baselines: the least an aiohttp server can do for an exportJobs create.
 
 One handler on the emulator's create path returning a fixed 201 JSON body of the same
 shape and size as the emulator's, no middleware and no access log, so the ratio against
 the emulator measures the emulator's own work and nothing else.
+
+With ``--read-body`` the handler first does what no create can skip: it reads the body,
+decodes the JSON and checks both ids are GUIDs (a 400 otherwise). That is the floor
+under any emulator, and the bench reports against it too.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from aiohttp import web
+
+from simulator.graph import is_guid
 
 PATH = "/beta/employeeExperience/goals/exportJobs"
 
@@ -30,9 +37,20 @@ async def create(request: web.Request) -> web.Response:
     return web.Response(status=201, body=_BODY, headers=_HEADERS)
 
 
-def build_app() -> web.Application:
+async def create_after_reading(request: web.Request) -> web.Response:
+    try:
+        body = json.loads(await request.read())
+        valid = is_guid(body["goalsOrganizationId"]) and is_guid(body["explorerViewId"])
+    except (ValueError, KeyError, TypeError):
+        valid = False
+    if not valid:
+        return web.Response(status=400)
+    return web.Response(status=201, body=_BODY, headers=_HEADERS)
+
+
+def build_app(*, read_body: bool = False) -> web.Application:
     app = web.Application()
-    app.router.add_post(PATH, create)
+    app.router.add_post(PATH, create_after_reading if read_body else create)
     return app
 
 
@@ -40,9 +58,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--read-body", action="store_true",
+                        help="read, decode and check the body before the fixed 201")
     args = parser.parse_args()
     # Same socket settings as start_emulator (backlog 1024), and no access log, as --quiet.
-    web.run_app(build_app(), host=args.host, port=args.port, backlog=1024,
+    web.run_app(build_app(read_body=args.read_body), host=args.host, port=args.port, backlog=1024,
                 access_log=None, print=None, handle_signals=True)
 
 

@@ -132,6 +132,9 @@ async def _receive_body(request: web.Request) -> bytes:
     limit = request.app[CONFIG].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise GraphError(413, *HTTP_ERRORS[413])
+    content = request.content
+    if content.is_eof() and request.content_length is not None:
+        return content.read_nowait()  # all here already (the usual create): skip read()'s loop
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -370,6 +373,9 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = No
             config.unsafe_race_window_ms,
         )
     add_control_routes(app)
+    # The documented spelling of the collection gets an exact route, which aiohttp finds
+    # with one lookup; every other spelling and path goes through the catch-all.
+    app.router.add_route("*", "/beta/employeeExperience/goals/exportJobs", dispatch)
     app.router.add_route("*", "/{path:.*}", dispatch)
     return app
 

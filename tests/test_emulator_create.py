@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from simulator.emulator import EmulatorConfig
-from simulator.graph import is_guid
+from simulator.graph import is_guid, new_request_id
 from tests.conftest import COLLECTION, new_pair
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -37,6 +37,15 @@ async def test_create_returns_201_with_job_and_absolute_location(emulator, http)
 async def test_client_request_id_is_generated_when_not_sent(http):
     async with http.post(COLLECTION, json=new_pair()) as r:
         assert r.headers["client-request-id"] == r.headers["request-id"]
+
+
+def test_request_ids_are_distinct_version_4_guids():
+    ids = [new_request_id() for _ in range(20_000)]
+    assert len(set(ids)) == len(ids)
+    for request_id in ids[:500]:
+        parsed = uuid.UUID(request_id)
+        assert str(parsed) == request_id
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
 
 
 async def test_duplicate_create_is_409_naming_the_pending_job(http):

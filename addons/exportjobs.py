@@ -31,7 +31,12 @@ from addons.faults import INJECTED_META, Faults, injected_note
 from addons.gate import RaceGate
 from addons.matching import EXHAUSTION_POLICIES, INJECTED, REPEAT_LAST, Outcome, ReplayIndex
 from addons.redaction import Redactor
-from addons.replay import not_recorded_response, replay_failed_response, recorded_response, response_json
+from addons.replay import (
+    RecordedResponses,
+    not_recorded_response,
+    replay_failed_response,
+    response_json,
+)
 from addons.scope import Scope
 from addons.summary import exchange_line, shown
 from addons.timeline import Timeline
@@ -81,6 +86,7 @@ class ExportJobs:
         self.cassette_name = ""
         self.writer: CassetteWriter | None = None
         self.index: ReplayIndex | None = None
+        self.responses = RecordedResponses()
         self.timeline = Timeline()
         self.started_at = time.time()
         self._announced: object = None
@@ -142,6 +148,7 @@ class ExportJobs:
             if loaded.torn:
                 log.warning("cassette %s: %s", cassette, loaded.torn)
             index = ReplayIndex(loaded.interactions, opts.exportjobs_miss_policy)
+            self.responses = RecordedResponses()
         writer = self.writer if mode == "record" and not reopen else None
         replacing = False
         if mode == "record" and writer is None:
@@ -190,8 +197,12 @@ class ExportJobs:
         exchange = _Exchange(tag, req.method, req.path.partition("?")[0])
         self._exchanges[flow.id] = exchange
         if self.mode != "passthrough":
-            exchange.request = request_doc(req.method, req.pretty_url, list(req.headers.items(True)),
-                                           req.get_content(strict=False) or b"", self.redactor)
+            # Replay keys on the path and query, never the host (addons.matching), so it skips
+            # pretty_url (the Host header's name), one of the dearest steps of a replay.
+            url = req.url if self.mode == "replay" else req.pretty_url
+            body = req.get_content(strict=False) if req.raw_content else b""  # a GET has none
+            exchange.request = request_doc(req.method, url, list(req.headers.items(True)),
+                                           body or b"", self.redactor)
         if injected:  # the Faults addon answered or delayed this request
             exchange.injected, exchange.note = injected, injected_note(injected)
             if answered:
@@ -218,7 +229,7 @@ class ExportJobs:
         assert self.index is not None and exchange.request is not None
         take = self.index.take(exchange.request)
         if take.interaction is not None:
-            flow.response = recorded_response(take, flow.request)
+            flow.response = self.responses.response(take, flow.request)
             if take.outcome is Outcome.REPEAT:
                 exchange.note = f"used up: repeating the last of {take.recorded}"
             elif take.recorded > 1:

@@ -1,13 +1,16 @@
 """Replay answers: recorded responses made live again, and the Graph error for a miss.
 
 Volatile headers are refreshed (``request-id`` new, ``client-request-id`` echoed, ``Date``
-now); everything else is served as recorded. A miss never reaches the network: it gets a
+now) and hop-by-hop ones (``Connection`` and kin) dropped; everything else is served as
+recorded. A miss never reaches the network: it gets a
 Graph error body (from ``simulator.graph``, the one error builder) naming the cassette.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import time
 from email.utils import formatdate
 from typing import Any
 
@@ -22,7 +25,24 @@ from simulator.graph import error_json, new_request_id
 MISS_STATUS = 404
 _REFRESHED = frozenset({"request-id", "client-request-id", "date", "content-length",
                         "transfer-encoding", "content-encoding"})
+# Hop-by-hop headers describe the recorded connection, not the live one: a recorded
+# "Connection: close" replayed would make every client reconnect after every response.
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
+                         "upgrade"})
+_NOT_REPLAYED = _REFRESHED | _HOP_BY_HOP
 REPLAY_HEADER = "x-exportjobs-replay"
+
+
+# The Date header's text for the current second: consecutive replays mostly share it.
+_date: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    global _date
+    second = int(time.time())
+    if _date[0] != second:
+        _date = (second, formatdate(second, usegmt=True))
+    return _date[1]
 
 
 def graph_headers(request: http.Request) -> list[tuple[str, str]]:
@@ -30,33 +50,64 @@ def graph_headers(request: http.Request) -> list[tuple[str, str]]:
     return [
         ("request-id", request_id),
         ("client-request-id", request.headers.get("client-request-id") or request_id),
-        ("Date", formatdate(usegmt=True)),
+        ("Date", _http_date()),
     ]
+
+
+def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    """Header fields encoded as ``Headers.add`` encodes them."""
+    return [(always_bytes(name, "utf-8", "surrogateescape"),
+             always_bytes(value, "utf-8", "surrogateescape")) for name, value in headers]
 
 
 def make_response(status: int, headers: list[tuple[str, str]], body: bytes, request: http.Request) -> http.Response:
     response = http.Response.make(status, body)
-    # One new Headers instead of clear() and add() per header (several times cheaper); the
-    # same fields, encoded as Headers.add encodes them.
-    response.headers = http.Headers([(always_bytes(name, "utf-8", "surrogateescape"),
-                                      always_bytes(value, "utf-8", "surrogateescape"))
-                                     for name, value in headers])
+    # One new Headers instead of clear() and add() per header (several times cheaper).
+    response.headers = http.Headers(_encoded(headers))
     response.headers["content-length"] = str(len(body))
     response.http_version = request.http_version
     return response
 
 
-def recorded_response(take: Take, request: http.Request) -> http.Response:
-    """The recorded response of ``take`` (a HIT or REPEAT), with volatile headers refreshed."""
-    assert take.interaction is not None
-    stored = take.interaction["response"]
+class RecordedResponses:
+    """Recorded responses made live again, with volatile headers refreshed.
+
+    Each recording is checked and built into a mitmproxy ``Response`` the first time it is
+    replayed; every replay after that is a shallow copy of it with fresh headers, because
+    ``Response.make`` and its type checks cost more than all the rest of a replay.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[int, tuple[dict[str, Any], http.Response, list[tuple[bytes, bytes]]]] = {}
+
+    def response(self, take: Take, request: http.Request) -> http.Response:
+        """The recorded response of ``take`` (a HIT or REPEAT) for ``request``."""
+        interaction = take.interaction
+        assert interaction is not None
+        built = self._built.get(id(interaction))
+        if built is None or built[0] is not interaction:
+            built = self._built[id(interaction)] = (interaction, *_built(interaction["response"]))
+        _, template, stored_headers = built
+        response = copy.copy(template)
+        response.data = data = copy.copy(template.data)  # its own headers and timestamps
+        data.headers = http.Headers([
+            *stored_headers,
+            *_encoded(graph_headers(request)),
+            (REPLAY_HEADER.encode(), f"{take.outcome.value} {take.position}/{take.recorded}".encode()),
+            (b"content-length", b"%d" % len(data.content or b"")),
+        ])
+        data.http_version = request.data.http_version
+        data.timestamp_start, data.timestamp_end = time.time(), None
+        return response
+
+
+def _built(stored: dict[str, Any]) -> tuple[http.Response, list[tuple[bytes, bytes]]]:
+    """A checked Response of a stored response, and the stored headers it is served with."""
     headers = [
         (str(name), str(value)) for name, value in stored.get("headers", [])
-        if str(name).lower() not in _REFRESHED and value != PLACEHOLDER
+        if str(name).lower() not in _NOT_REPLAYED and value != PLACEHOLDER
     ]
-    headers += graph_headers(request)
-    headers.append((REPLAY_HEADER, f"{take.outcome.value} {take.position}/{take.recorded}"))
-    return make_response(int(stored["status"]), headers, body_bytes(stored), request)
+    return http.Response.make(int(stored["status"]), body_bytes(stored)), _encoded(headers)
 
 
 def not_recorded_response(take: Take, request: http.Request, cassette: str) -> http.Response:

@@ -24,6 +24,7 @@ are medians.
 
 from __future__ import annotations
 
+import http.client
 import os
 import random
 import shutil
@@ -103,10 +104,16 @@ def _measured(wrk: str, server: Server, mode: str, opts: Options, who: str) -> t
     return result, _rate(result, used)
 
 
-def _get(url: str, timeout: float = 10) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers={"Authorization": "Bearer bench-opaque-token"})
-    with _LOOPBACK.open(request, timeout=timeout) as response:
+def _get(port: int, path: str, timeout: float = 10) -> tuple[int, bytes]:
+    """A keep-alive GET on loopback, as wrk sends it: unlike urllib, no ``Connection: close``,
+    which would be recorded and (by --server-replay) replayed, closing every connection."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Authorization": "Bearer bench-opaque-token"})
+        response = conn.getresponse()
         return response.status, response.read()
+    finally:
+        conn.close()
 
 
 def _seed(url: str) -> None:
@@ -184,10 +191,11 @@ def _in_process_us(path: Path, size: int, upstream_port: int, lookups: int = 20_
     from addons.cassette import load_cassette, request_doc
     from addons.matching import ReplayIndex
     from addons.redaction import Redactor
-    from addons.replay import recorded_response
+    from addons.replay import RecordedResponses
 
     index = ReplayIndex(load_cassette(path).interactions)
     redactor = Redactor()
+    responses = RecordedResponses()
     rng = random.Random(size)
     requests = [
         http.Request.make("GET", f"http://{HOST}:{upstream_port}{CREATE_PATH}/job-{rng.randint(1, size)}",
@@ -203,7 +211,7 @@ def _in_process_us(path: Path, size: int, upstream_port: int, lookups: int = 20_
             take = index.take(doc)
             if take.interaction is None:
                 raise BenchError(f"in-process replay of {size}: {req.path} was not found")
-            recorded_response(take, req)
+            responses.response(take, req)
         timings.append((time.perf_counter() - started) / lookups * 1e6)
     return statistics.median(timings)
 
@@ -240,7 +248,7 @@ def run(wrk: str, opts: Options) -> SectionResult:
             with _proxy("capture", emu_port,
                         [*_addon("record", capture_cassette, emu_port), "-w", str(flows)],
                         confdir, opts) as capture:
-                status, listed = _get(capture.url + CREATE_PATH)
+                status, listed = _get(capture.port, CREATE_PATH)
                 if status != 200 or b'"value":[{' not in listed:
                     raise BenchError(f"capture: expected a 200 list of one job, got {status}")
             if _documents(capture_cassette) != 2 or not flows.stat().st_size:

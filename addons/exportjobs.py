@@ -32,8 +32,8 @@ from addons.gate import RaceGate
 from addons.matching import EXHAUSTION_POLICIES, INJECTED, REPEAT_LAST, Outcome, ReplayIndex
 from addons.redaction import Redactor
 from addons.replay import (
-    RecordedResponses,
     not_recorded_response,
+    recorded_response,
     replay_failed_response,
     response_json,
 )
@@ -86,7 +86,6 @@ class ExportJobs:
         self.cassette_name = ""
         self.writer: CassetteWriter | None = None
         self.index: ReplayIndex | None = None
-        self.responses = RecordedResponses()
         self.timeline = Timeline()
         self.started_at = time.time()
         self._announced: object = None
@@ -148,7 +147,6 @@ class ExportJobs:
             if loaded.torn:
                 log.warning("cassette %s: %s", cassette, loaded.torn)
             index = ReplayIndex(loaded.interactions, opts.exportjobs_miss_policy)
-            self.responses = RecordedResponses()
         writer = self.writer if mode == "record" and not reopen else None
         replacing = False
         if mode == "record" and writer is None:
@@ -229,7 +227,7 @@ class ExportJobs:
         assert self.index is not None and exchange.request is not None
         take = self.index.take(exchange.request)
         if take.interaction is not None:
-            flow.response = self.responses.response(take, flow.request)
+            flow.response = recorded_response(take, flow.request)
             if take.outcome is Outcome.REPEAT:
                 exchange.note = f"used up: repeating the last of {take.recorded}"
             elif take.recorded > 1:

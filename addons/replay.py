@@ -15,6 +15,7 @@ from email.utils import formatdate
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.net.http import status_codes
 from mitmproxy.utils.strutils import always_bytes
 
 from addons.cassette import body_bytes
@@ -60,54 +61,41 @@ def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
              always_bytes(value, "utf-8", "surrogateescape")) for name, value in headers]
 
 
+# A Response checked once by Response.make. Every answer is a shallow copy of it with its
+# own data: Response.make's type checks cost more than all the rest of a replay, and every
+# field set below is built here with the type mitmproxy expects.
+_BLANK = http.Response.make(200)
+
+
 def make_response(status: int, headers: list[tuple[str, str]], body: bytes, request: http.Request) -> http.Response:
-    response = http.Response.make(status, body)
-    # One new Headers instead of clear() and add() per header (several times cheaper).
-    response.headers = http.Headers(_encoded(headers))
-    response.headers["content-length"] = str(len(body))
-    response.http_version = request.http_version
+    """A response to ``request``: ``headers`` as given, then ``content-length``."""
+    response = copy.copy(_BLANK)
+    response.data = data = copy.copy(_BLANK.data)
+    data.status_code = status
+    data.reason = status_codes.RESPONSES.get(status, "").encode()
+    data.headers = http.Headers([*_encoded(headers), (b"content-length", b"%d" % len(body))])
+    data.content = body
+    data.http_version = request.data.http_version
+    data.timestamp_start, data.timestamp_end = time.time(), None
     return response
 
 
-class RecordedResponses:
-    """Recorded responses made live again, with volatile headers refreshed.
-
-    Each recording is checked and built into a mitmproxy ``Response`` the first time it is
-    replayed; every replay after that is a shallow copy of it with fresh headers, because
-    ``Response.make`` and its type checks cost more than all the rest of a replay.
-    """
-
-    def __init__(self) -> None:
-        self._built: dict[int, tuple[dict[str, Any], http.Response, list[tuple[bytes, bytes]]]] = {}
-
-    def response(self, take: Take, request: http.Request) -> http.Response:
-        """The recorded response of ``take`` (a HIT or REPEAT) for ``request``."""
-        interaction = take.interaction
-        assert interaction is not None
-        built = self._built.get(id(interaction))
-        if built is None or built[0] is not interaction:
-            built = self._built[id(interaction)] = (interaction, *_built(interaction["response"]))
-        _, template, stored_headers = built
-        response = copy.copy(template)
-        response.data = data = copy.copy(template.data)  # its own headers and timestamps
-        data.headers = http.Headers([
-            *stored_headers,
-            *_encoded(graph_headers(request)),
-            (REPLAY_HEADER.encode(), f"{take.outcome.value} {take.position}/{take.recorded}".encode()),
-            (b"content-length", b"%d" % len(data.content or b"")),
-        ])
-        data.http_version = request.data.http_version
-        data.timestamp_start, data.timestamp_end = time.time(), None
-        return response
+def _marker(take: Take) -> str:
+    """The replay header's value: ``hit 3/10`` is the third of ten recorded responses."""
+    return f"{take.outcome.value} {take.position}/{take.recorded}"
 
 
-def _built(stored: dict[str, Any]) -> tuple[http.Response, list[tuple[bytes, bytes]]]:
-    """A checked Response of a stored response, and the stored headers it is served with."""
+def recorded_response(take: Take, request: http.Request) -> http.Response:
+    """The recorded response of ``take`` (a HIT or REPEAT), with volatile headers refreshed."""
+    assert take.interaction is not None
+    stored = take.interaction["response"]
     headers = [
         (str(name), str(value)) for name, value in stored.get("headers", [])
         if str(name).lower() not in _NOT_REPLAYED and value != PLACEHOLDER
     ]
-    return http.Response.make(int(stored["status"]), body_bytes(stored)), _encoded(headers)
+    headers += graph_headers(request)
+    headers.append((REPLAY_HEADER, _marker(take)))
+    return make_response(int(stored["status"]), headers, body_bytes(stored), request)
 
 
 def not_recorded_response(take: Take, request: http.Request, cassette: str) -> http.Response:
@@ -125,7 +113,7 @@ def not_recorded_response(take: Take, request: http.Request, cassette: str) -> h
     body = error_json(code, message, inner_code=inner, request_id=headers[0][1],
                       client_request_id=headers[1][1])
     headers += [("Content-Type", "application/json"),
-                (REPLAY_HEADER, f"{take.outcome.value} {take.position}/{take.recorded}")]
+                (REPLAY_HEADER, _marker(take))]
     return make_response(MISS_STATUS, headers, body, request)
 
 

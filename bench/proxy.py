@@ -191,11 +191,10 @@ def _in_process_us(path: Path, size: int, upstream_port: int, lookups: int = 20_
     from addons.cassette import load_cassette, request_doc
     from addons.matching import ReplayIndex
     from addons.redaction import Redactor
-    from addons.replay import RecordedResponses
+    from addons.replay import recorded_response
 
     index = ReplayIndex(load_cassette(path).interactions)
     redactor = Redactor()
-    responses = RecordedResponses()
     rng = random.Random(size)
     requests = [
         http.Request.make("GET", f"http://{HOST}:{upstream_port}{CREATE_PATH}/job-{rng.randint(1, size)}",
@@ -211,7 +210,7 @@ def _in_process_us(path: Path, size: int, upstream_port: int, lookups: int = 20_
             take = index.take(doc)
             if take.interaction is None:
                 raise BenchError(f"in-process replay of {size}: {req.path} was not found")
-            responses.response(take, req)
+            recorded_response(take, req)
         timings.append((time.perf_counter() - started) / lookups * 1e6)
     return statistics.median(timings)
 

@@ -133,8 +133,11 @@ async def _receive_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise GraphError(413, *HTTP_ERRORS[413])
     content = request.content
-    if content.is_eof() and request.content_length is not None:
-        return content.read_nowait()  # all here already (the usual create): skip read()'s loop
+    if content.is_eof():  # all here already (the usual create): skip read()'s loop
+        raw = content.read_nowait()
+        if len(raw) > limit:  # e.g. a gzip body that grew when decoded
+            raise GraphError(413, *HTTP_ERRORS[413])
+        return raw
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import re
 import time
@@ -53,6 +54,7 @@ def is_guid(value: object) -> bool:
 # Request ids need to be unique, not secret: a generator seeded once from the OS draws
 # them without a system call per response (``os.urandom`` costs a create about 10 µs).
 _request_ids = random.Random()
+os.register_at_fork(after_in_child=_request_ids.seed)  # a forked child must not repeat ours
 _VERSION_4 = (0x4000 << 64) | (0x8000 << 48)  # the version nibble and the RFC 4122 variant
 _NOT_VERSION_BITS = ~((0xF000 << 64) | (0xC000 << 48))
 

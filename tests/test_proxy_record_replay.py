@@ -279,14 +279,14 @@ async def test_a_response_that_cannot_be_recorded_is_not_passed_on_as_a_success(
 
 async def test_a_recording_that_cannot_be_sent_fails_closed(tmp_path, proxies, monkeypatch):
     """Whatever goes wrong building a replayed response, the flow is answered, never forwarded."""
-    from addons.replay import RecordedResponses
+    import addons.exportjobs
 
     cassette, _ = await _record_race(tmp_path, proxies)
 
     def broken(*args, **kwargs):
         raise ValueError("simulated unusable recording")
 
-    monkeypatch.setattr(RecordedResponses, "response", broken)
+    monkeypatch.setattr(addons.exportjobs, "recorded_response", broken)
     async with Tripwire() as tripwire:
         spy = ConnectSpy(block=True)
         player = await proxies("replay", cassette, tripwire.url, extra_addons=[spy])

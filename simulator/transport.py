@@ -151,6 +151,10 @@ class _RawConnection:
         self.request = request
         self.url = urlsplit(request.url)
         self.proxy = urlsplit(proxy) if proxy else None
+        # Credentials in the proxy URL (http://user:pass@host:port), encoded as aiohttp
+        # encodes them for single requests; sent to the proxy only, never shown.
+        auth = aiohttp.BasicAuth.from_url(URL(proxy)) if proxy else None
+        self.proxy_authorization = auth.encode() if auth is not None else None
         self.ssl_context = ssl_context
         self.h11 = h11.Connection(h11.CLIENT)
         self.reader: asyncio.StreamReader | None = None
@@ -168,7 +172,10 @@ class _RawConnection:
         self.reader, self.writer = await asyncio.open_connection(self.proxy.hostname, self.proxy.port or 8080)
         if tls is not None:  # tunnel, then TLS to the target inside it
             authority = f"{self.url.hostname}:{port}"
-            self.writer.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+            credentials = (f"Proxy-Authorization: {self.proxy_authorization}\r\n"
+                           if self.proxy_authorization else "")
+            self.writer.write(
+                f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{credentials}\r\n".encode())
             head = await self.reader.readuntil(b"\r\n\r\n")
             if head.split(b" ", 2)[1:2] != [b"200"]:
                 raise ConnectionError(f"proxy refused CONNECT: {head.splitlines()[0].decode(errors='replace')}")
@@ -180,6 +187,8 @@ class _RawConnection:
         target = req.url if absolute else (self.url.path or "/") + (f"?{self.url.query}" if self.url.query else "")
         headers = [("Host", self.url.netloc), *req.headers.items(),
                    ("Content-Length", str(len(req.body)))]
+        if absolute and self.proxy_authorization:
+            headers.append(("Proxy-Authorization", self.proxy_authorization))
         data = self.h11.send(h11.Request(method=req.method, target=target, headers=headers))
         if req.body:
             data += self.h11.send(h11.Data(data=req.body))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import pytest
 
 from simulator.proxy import start_proxy
@@ -32,3 +35,28 @@ async def test_an_unreachable_proxy_aborts_with_exit_3(emulator, unused_tcp_port
     with pytest.raises(RunAborted) as info:
         await run(RACE.replace("RELEASE", "none"), emulator.url, f"http://127.0.0.1:{unused_tcp_port}")
     assert info.value.exit_code == 3 and "cannot reach the proxy" in str(info.value)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+async def test_bursts_send_the_proxy_urls_credentials(emulator, proxies, mitm_ssl, scheme):
+    """A proxy that asks for credentials gets them from the proxy URL: in the request line's
+    headers over plain HTTP, on the CONNECT for HTTPS. Without them it answers 407."""
+    from simulator.report import print_summary, run_data
+    from simulator.runner import run_scenario
+
+    proxy = await proxies("passthrough", None, emulator.url)
+    proxy.master.options.update(proxyauth="alice:s3cret")
+    target = f"{scheme}://graph.microsoft.com"  # the proxy sends it on to the emulator
+    ssl_context = mitm_ssl() if scheme == "https" else None
+    text = RACE.replace("RELEASE", "last-byte")
+    authorised = proxy.url.replace("http://", "http://alice:s3cret@")
+    result = await run_scenario(scenario(text), target=target, proxy=authorised,
+                                ssl_context=ssl_context)
+    assert result.ok, broken(result)
+    assert dict(result.steps[0].stats.statuses) == {201: 1, 409: 29}
+    shown = io.StringIO()
+    print_summary(result, shown)
+    assert "s3cret" not in shown.getvalue() + json.dumps(run_data(result))
+    refused = await run_scenario(scenario(text), target=target, proxy=proxy.url,
+                                 ssl_context=ssl_context)
+    assert not refused.ok

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -44,38 +44,35 @@ BROKEN_ADDON = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_LISTENING = re.compile(r"proxy listening at .*:(\d+)\.")
 
 
-async def _wait_listening(port: int, process: subprocess.Popen, timeout: float = 20) -> None:
+async def _listening_port(log: Path, process: subprocess.Popen, timeout: float = 20) -> int:
+    """The port mitmdump bound (it was started on port 0), from its own startup line."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
+        found = _LISTENING.search(log.read_text(errors="replace"))
+        if found:
+            return int(found.group(1))
         if process.poll() is not None:
-            raise AssertionError(f"mitmdump exited with {process.returncode}")
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        return
+            raise AssertionError(f"mitmdump exited with {process.returncode}: {log.read_text()}")
+        await asyncio.sleep(0.05)
     raise AssertionError("mitmdump did not start listening")
 
 
 async def _kill_mid_traffic(script: Path, tmp_path: Path, confdir: Path) -> tuple[set[str], Path]:
     """Run traffic through a recording mitmdump, SIGKILL it; returns received request-ids."""
     emulator = await start_emulator(EmulatorConfig(start_after=60, run_for=60))
-    port = _free_port()
-    cassette = tmp_path / "crash.yaml"
-    process = subprocess.Popen(
-        [str(MITMDUMP), "-q", "-s", str(script), "--listen-host", "127.0.0.1", "-p", str(port),
-         "--set", f"confdir={confdir}", "--set", "exportjobs_mode=record",
-         "--set", f"exportjobs_cassette={cassette}", "--set", f"exportjobs_upstream={emulator.url}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path)
+    cassette, log = tmp_path / "crash.yaml", tmp_path / "mitmdump.log"
+    with open(log, "wb") as out:  # port 0: mitmdump binds a free port and says which
+        process = subprocess.Popen(
+            [str(MITMDUMP), "-s", str(script), "--listen-host", "127.0.0.1", "-p", "0",
+             "--set", "flow_detail=0", "--set", f"confdir={confdir}",
+             "--set", "exportjobs_mode=record", "--set", f"exportjobs_cassette={cassette}",
+             "--set", f"exportjobs_upstream={emulator.url}"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    port = 0
     received: set[str] = set()
     enough = asyncio.Event()
     stop = False
@@ -95,7 +92,7 @@ async def _kill_mid_traffic(script: Path, tmp_path: Path, confdir: Path) -> tupl
                     enough.set()
 
     try:
-        await _wait_listening(port, process)
+        port = await _listening_port(log, process)
         workers = [asyncio.create_task(client()) for _ in range(8)]
         await asyncio.wait_for(enough.wait(), 30)
         os.kill(process.pid, signal.SIGKILL)  # mid-traffic: the workers are still sending

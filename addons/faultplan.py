@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
+from simulator.yamldoc import YamlError, read_yaml
 
 KINDS = ("create", "list", "get", "content")
 STATUSES = (429, 503, 504)
@@ -223,18 +223,6 @@ def parse_short(text: str, source: str = "exportjobs_faults") -> FaultPlan:
     return FaultPlan(rules, source=source)
 
 
-def _node_value(node: yaml.Node) -> Any:
-    return yaml.safe_load(yaml.serialize(node))
-
-
-def _names_only(node: yaml.MappingNode, path: str, where: str) -> None:
-    """Every key of a plan mapping is a plain name (YAML allows lists and mappings as keys)."""
-    for key, _ in node.value:
-        if not isinstance(key, yaml.ScalarNode):
-            raise FaultPlanError(f"{path}:{key.start_mark.line + 1}: {where}: keys are field names, "
-                                 "not lists or mappings")
-
-
 def load_file(path: str) -> FaultPlan:
     """A plan from a YAML file: ``seed`` (optional) and ``faults``, a list of rules."""
     try:
@@ -243,38 +231,31 @@ def load_file(path: str) -> FaultPlan:
     except OSError as exc:
         raise FaultPlanError(f"{path}: cannot be read ({exc.strerror}); check the path") from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise FaultPlanError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(root, yaml.MappingNode):
+        doc = read_yaml(text)
+    except YamlError as exc:
+        line = f":{exc.line}" if exc.line else ""
+        raise FaultPlanError(f"{path}{line}: {exc.message}") from None
+    top = doc.data
+    if not isinstance(top, dict):
         raise FaultPlanError(f"{path}:1: a fault plan is a mapping with 'faults:' (a list of rules)")
-    _names_only(root, path, "the plan")
-    top = {k.value: v for k, v in root.value}
-    for key, value in top.items():
+    for key in top:
         if key not in ("seed", "faults"):
-            raise FaultPlanError(f"{path}:{value.start_mark.line + 1}: {key}: unknown field; use seed, faults")
-    seed = None
-    if "seed" in top:
-        seed = _node_value(top["seed"])
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise FaultPlanError(f"{path}:{top['seed'].start_mark.line + 1}: seed: give a whole number")
+            raise FaultPlanError(f"{path}:{doc.line([key])}: {key}: unknown field; use seed, faults")
+    seed = top.get("seed")
+    if "seed" in top and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise FaultPlanError(f"{path}:{doc.line(['seed'])}: seed: give a whole number")
     faults = top.get("faults")
-    if not isinstance(faults, yaml.SequenceNode) or not faults.value:
-        line = faults.start_mark.line + 1 if faults is not None else 1
-        raise FaultPlanError(f"{path}:{line}: faults: give a list of rules (see docs/faults.md)")
+    if not isinstance(faults, list) or not faults:
+        raise FaultPlanError(f"{path}:{doc.line(['faults'])}: faults: give a list of rules "
+                             "(see docs/faults.md)")
     rules = []
-    for number, node in enumerate(faults.value, 1):
-        if not isinstance(node, yaml.MappingNode):
-            raise FaultPlanError(f"{path}:{node.start_mark.line + 1}: faults[{number}]: a rule is a mapping")
-        _names_only(node, path, f"faults[{number}]")
-        lines = {k.value: v.start_mark.line + 1 for k, v in node.value}
-        raw = _node_value(node)
+    for number, raw in enumerate(faults, 1):
+        if not isinstance(raw, dict):
+            raise FaultPlanError(f"{path}:{doc.line(['faults', number - 1])}: faults[{number}]: "
+                                 "a rule is a mapping")
 
-        def where(key: str, lines: dict[str, int] = lines, node: yaml.Node = node,
-                  number: int = number) -> str:
-            return f"{path}:{lines.get(key, node.start_mark.line + 1)}: faults[{number}].{key}"
+        def where(key: str, number: int = number) -> str:
+            return f"{path}:{doc.line(['faults', number - 1, key])}: faults[{number}].{key}"
 
         try:
             text = _describe(raw)

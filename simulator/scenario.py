@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from simulator.values import GENERATORS, parse_path, references
+from simulator.yamldoc import YamlDocument, YamlError, read_yaml
 
 STEP_KINDS = ("request", "burst", "poll", "pause", "load")
 BURST_ONLY = ("counts", "invariants", "each")
@@ -92,48 +92,6 @@ def _normalise(value: Any) -> Any:
     return value
 
 
-def _duplicate_keys(node: yaml.Node, source: str) -> list[Problem]:
-    problems: list[Problem] = []
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key, value in node.value:
-            name = str(key.value)
-            if name in seen:
-                problems.append(Problem(source, key.start_mark.line + 1,
-                                        f"'{name}' is given twice in this mapping; keep one"))
-            seen.add(name)
-            problems += _duplicate_keys(value, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            problems += _duplicate_keys(item, source)
-    return problems
-
-
-def _node_at(root: yaml.Node, path: list[Any], *, key: str | None = None) -> yaml.Node:
-    """The YAML node at a data path (or the key node of ``key`` inside it)."""
-    node = root
-    for seg in [*path, key] if key is not None else path:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if str(k.value) == str(seg):
-                    node = k if seg is key and key is not None else v
-                    break
-            else:
-                return node
-        elif isinstance(node, yaml.SequenceNode) and isinstance(seg, int) and seg < len(node.value):
-            node = node.value[seg]
-        else:
-            return node
-    return node
-
-
-def _line(root: yaml.Node, path: list[Any], key: str | None = None) -> int:
-    return _node_at(root, path, key=key).start_mark.line + 1
-
-
-# --- schema errors, said plainly ----------------------------------------------------------------
-
-
 def _where(path: list[Any]) -> str:
     out = ""
     for seg in path:
@@ -171,7 +129,7 @@ def _describe(err: jsonschema.ValidationError) -> tuple[list[Any], str | None, s
     return path, None, f"{where}: {err.message}" + (f" ({hint})" if hint else "")
 
 
-def _schema_problems(data: Any, root: yaml.Node, source: str) -> list[Problem]:
+def _schema_problems(data: Any, doc: YamlDocument, source: str) -> list[Problem]:
     validator = jsonschema.Draft202012Validator(schema())
     problems = []
     for err in validator.iter_errors(data):
@@ -181,7 +139,7 @@ def _schema_problems(data: Any, root: yaml.Node, source: str) -> list[Problem]:
             if len(deepest.absolute_path) > len(err.absolute_path) or deepest.validator == "additionalProperties":
                 err = deepest
         path, key, message = _describe(err)
-        problems.append(Problem(source, _line(root, path, key), message))
+        problems.append(Problem(source, doc.line(path, key), message))
     return problems
 
 
@@ -189,12 +147,12 @@ def _schema_problems(data: Any, root: yaml.Node, source: str) -> list[Problem]:
 
 
 class _Checker:
-    def __init__(self, root: yaml.Node, source: str, defined: set[str]) -> None:
-        self.root, self.source, self.defined = root, source, set(defined)
+    def __init__(self, doc: YamlDocument, source: str, defined: set[str]) -> None:
+        self.doc, self.source, self.defined = doc, source, set(defined)
         self.problems: list[Problem] = []
 
     def problem(self, path: list[Any], message: str, key: str | None = None) -> None:
-        self.problems.append(Problem(self.source, _line(self.root, path, key), message))
+        self.problems.append(Problem(self.source, self.doc.line(path, key), message))
 
     def refs(self, path: list[Any], value: Any) -> None:
         """Report undefined ``${name}`` at the innermost place that uses it."""
@@ -301,32 +259,18 @@ class _Checker:
 def parse_scenario(text: str, source: str, *, extra_variables: set[str] | frozenset[str] = frozenset()) -> Scenario:
     """Parse and check a scenario; ``extra_variables`` are names given with --var."""
     try:
-        loader = yaml.SafeLoader(text)
-    except yaml.YAMLError as exc:  # e.g. a control character the YAML reader refuses
-        raise ScenarioError([Problem(source, 0, f"not valid YAML: {exc}")]) from None
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            raise ScenarioError([Problem(source, 1, "the file is empty; a scenario needs a name and steps")])
-        problems = _duplicate_keys(root, source)
-        data = _normalise(loader.construct_document(root))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
-        raise ScenarioError([Problem(source, line, f"not valid YAML: {exc.problem or exc}")]) from None
-    except yaml.YAMLError as exc:
-        raise ScenarioError([Problem(source, 0, f"not valid YAML: {exc}")]) from None
-    except RecursionError:
-        raise ScenarioError([Problem(source, 0, "a YAML alias refers to the node that holds it; "
-                                     "write the value out instead")]) from None
-    finally:
-        loader.dispose()
+        doc = read_yaml(text)
+    except YamlError as exc:
+        raise ScenarioError([Problem(source, exc.line, exc.message)]) from None
+    if doc.root is None:
+        raise ScenarioError([Problem(source, 1, "the file is empty; a scenario needs a name and steps")])
+    data = _normalise(doc.data)
     if not isinstance(data, dict):
         raise ScenarioError([Problem(source, 1, "a scenario is a mapping with name and steps")])
-    problems += _schema_problems(data, root, source)
+    problems = _schema_problems(data, doc, source)
     if problems:
         raise ScenarioError(problems)
-    checker = _Checker(root, source, set(data.get("variables") or {}) | set(extra_variables))
+    checker = _Checker(doc, source, set(data.get("variables") or {}) | set(extra_variables))
     checker.refs([], {k: data.get(k) for k in ("target", "proxy")})
     for i, step in enumerate(data["steps"]):
         checker.step(i, step)
@@ -338,7 +282,7 @@ def parse_scenario(text: str, source: str, *, extra_variables: set[str] | frozen
         kind = next(k for k in STEP_KINDS if k in raw)
         steps.append(Step(
             index=i,
-            line=_line(root, ["steps", i]),
+            line=doc.line(["steps", i]),
             name=raw.get("name") or f"{kind} {i + 1}",
             kind=kind,
             spec=raw[kind],

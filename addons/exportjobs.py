@@ -198,9 +198,9 @@ class ExportJobs:
             # Replay keys on the path and query, never the host (addons.matching), so it skips
             # pretty_url (the Host header's name), one of the dearest steps of a replay.
             url = req.url if self.mode == "replay" else req.pretty_url
-            body = req.get_content(strict=False) if req.raw_content else b""  # a GET has none
-            exchange.request = request_doc(req.method, url, list(req.headers.items(True)),
-                                           body or b"", self.redactor)
+            body = (req.get_content(strict=False) or b"") if req.raw_content else b""
+            exchange.request = request_doc(req.method, url, list(req.headers.items(True)), body,
+                                           self.redactor)
         if injected:  # the Faults addon answered or delayed this request
             exchange.injected, exchange.note = injected, injected_note(injected)
             if answered:

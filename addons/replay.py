@@ -2,8 +2,8 @@
 
 Volatile headers are refreshed (``request-id`` new, ``client-request-id`` echoed, ``Date``
 now) and hop-by-hop ones (``Connection`` and kin) dropped; everything else is served as
-recorded. A miss never reaches the network: it gets a
-Graph error body (from ``simulator.graph``, the one error builder) naming the cassette.
+recorded. A miss never reaches the network: it gets a Graph error body (from
+``simulator.graph``, the one error builder) naming the cassette.
 """
 
 from __future__ import annotations

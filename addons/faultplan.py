@@ -223,6 +223,19 @@ def parse_short(text: str, source: str = "exportjobs_faults") -> FaultPlan:
     return FaultPlan(rules, source=source)
 
 
+def _field(where: tuple[Any, ...] | None) -> str:
+    """``faults[2].match: `` for a data path in a plan (rules count from 1), ``the plan: ``
+    for its top, nothing when there is no path."""
+    if where is None:
+        return ""
+    if not where:
+        return "the plan: "
+    if where[0] == "faults" and len(where) > 1 and isinstance(where[1], int):
+        rest = "".join(f".{k}" for k in where[2:])
+        return f"faults[{where[1] + 1}]{rest}: "
+    return ".".join(str(k) for k in where) + ": "
+
+
 def load_file(path: str) -> FaultPlan:
     """A plan from a YAML file: ``seed`` (optional) and ``faults``, a list of rules."""
     try:
@@ -234,7 +247,10 @@ def load_file(path: str) -> FaultPlan:
         doc = read_yaml(text)
     except YamlError as exc:
         line = f":{exc.line}" if exc.line else ""
-        raise FaultPlanError(f"{path}{line}: {exc.message}") from None
+        raise FaultPlanError(f"{path}{line}: {_field(exc.path)}{exc.message}") from None
+    if doc.problems:
+        first = doc.problems[0]
+        raise FaultPlanError(f"{path}:{first.line}: {first.message}")
     top = doc.data
     if not isinstance(top, dict):
         raise FaultPlanError(f"{path}:1: a fault plan is a mapping with 'faults:' (a list of rules)")

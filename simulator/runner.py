@@ -39,6 +39,7 @@ from simulator.transport import (
     Outcome,
     PreparedRequest,
     prepare_request,
+    proxy_authorization,
     send_burst,
 )
 from simulator.values import MISSING, get_path, interpolate, references, shown_url
@@ -140,6 +141,12 @@ class Runner:
         self._control: str | None = None
 
     async def run(self) -> RunResult:
+        if self.proxy:
+            try:
+                proxy_authorization(self.proxy)
+            except ValueError as exc:
+                raise RunAborted(f"proxy {shown_url(self.proxy)}: its credentials cannot be "
+                                 f"sent ({exc}); check the user name and password", 2) from None
         for url in filter(None, (self.proxy, None if self.proxy else self.target)):
             reason = await _reachable(url)
             if reason is not None:

@@ -265,9 +265,10 @@ def parse_scenario(text: str, source: str, *, extra_variables: set[str] | frozen
     if doc.root is None:
         raise ScenarioError([Problem(source, 1, "the file is empty; a scenario needs a name and steps")])
     data = _normalise(doc.data)
+    problems = [Problem(source, p.line, p.message) for p in doc.problems]
     if not isinstance(data, dict):
         raise ScenarioError([Problem(source, 1, "a scenario is a mapping with name and steps")])
-    problems = _schema_problems(data, doc, source)
+    problems += _schema_problems(data, doc, source)
     if problems:
         raise ScenarioError(problems)
     checker = _Checker(doc, source, set(data.get("variables") or {}) | set(extra_variables))

@@ -144,6 +144,14 @@ class BurstResult:
         return (max(self.send_ns) - min(self.send_ns)) / 1000 if len(self.send_ns) > 1 else 0.0
 
 
+def proxy_authorization(proxy: str) -> str | None:
+    """The ``Proxy-Authorization`` value for credentials in a proxy URL
+    (``http://user:pass@host:port``), encoded as aiohttp encodes them for single requests;
+    None without credentials. Raises ValueError for credentials HTTP cannot carry."""
+    auth = aiohttp.BasicAuth.from_url(URL(proxy))
+    return auth.encode() if auth is not None else None
+
+
 class _RawConnection:
     """One HTTP/1.1 connection driven by h11, direct or through an HTTP proxy."""
 
@@ -151,10 +159,7 @@ class _RawConnection:
         self.request = request
         self.url = urlsplit(request.url)
         self.proxy = urlsplit(proxy) if proxy else None
-        # Credentials in the proxy URL (http://user:pass@host:port), encoded as aiohttp
-        # encodes them for single requests; sent to the proxy only, never shown.
-        auth = aiohttp.BasicAuth.from_url(URL(proxy)) if proxy else None
-        self.proxy_authorization = auth.encode() if auth is not None else None
+        self.proxy_authorization = proxy_authorization(proxy) if proxy else None
         self.ssl_context = ssl_context
         self.h11 = h11.Connection(h11.CLIENT)
         self.reader: asyncio.StreamReader | None = None

@@ -136,7 +136,7 @@ def test_a_plan_key_that_is_not_a_name_is_a_clear_error(tmp_path):
     plan.write_text("faults:\n  - match: create\n    ? [a]\n    : 1\n")
     with pytest.raises(FaultPlanError) as info:
         load_file(str(plan))
-    assert f"{plan}:3: keys are field names" in str(info.value)
+    assert f"{plan}:3: faults[1]: keys are field names" in str(info.value)
 
 
 def test_a_plan_field_given_twice_is_an_error_not_a_silent_choice(tmp_path):

@@ -56,7 +56,8 @@ async def _listening_port(log: Path, process: subprocess.Popen, timeout: float =
         if found:
             return int(found.group(1))
         if process.poll() is not None:
-            raise AssertionError(f"mitmdump exited with {process.returncode}: {log.read_text()}")
+            raise AssertionError(f"mitmdump exited with {process.returncode}: "
+                                 f"{log.read_text(errors='replace')}")
         await asyncio.sleep(0.05)
     raise AssertionError("mitmdump did not start listening")
 

@@ -97,7 +97,7 @@ def test_a_valid_scenario_loads_with_lines_and_kinds():
         ("name: x\nsteps:\n  - request: {path: /\n", ["s.yaml:4: not valid YAML"]),
         ("", ["s.yaml:1: the file is empty"]),
         ("name: x\x01\nsteps: []\n", ["s.yaml: not valid YAML"]),
-        ("name: x\nsteps: &s [*s]\n", ["s.yaml: a YAML alias refers to the node that holds it"]),
+        ("name: x\nsteps: &s [*s]\n", ["s.yaml:2: a YAML alias refers to the node that holds it"]),
         ("- just\n- a list\n", ["s.yaml:1: a scenario is a mapping"]),
         ("name: x\nsteps:\n  - request: {path: /}\n    save: {a: {json: id, from: first}}\n",
          ["s.yaml:4: 'from' applies to bursts only"]),
@@ -131,3 +131,27 @@ def test_unreadable_file_is_a_scenario_error(tmp_path):
     with pytest.raises(ScenarioError) as info:
         load_scenario(tmp_path / "missing.yaml")
     assert "missing.yaml: cannot read the scenario" in str(info.value)
+
+
+def test_every_problem_is_reported_at_once_keys_given_twice_included():
+    found = problems("name: x\nname: y\nsteps:\n  - pause: 1\n    pause: 2\n  - bogus: 1\n")
+    assert any("s.yaml:2: 'name' is given twice" in p for p in found), found
+    assert any("s.yaml:5: 'pause' is given twice" in p for p in found), found
+    assert any(p.startswith("s.yaml:6:") for p in found), found
+
+
+def test_aliases_of_aliases_are_checked_once_and_deep_nesting_is_a_clear_error(monkeypatch):
+    from simulator import yamldoc
+    from simulator.yamldoc import YamlError, read_yaml
+
+    calls = []
+    visit = yamldoc._KeyCheck.visit
+    monkeypatch.setattr(yamldoc._KeyCheck, "visit",
+                        lambda self, node, path: (calls.append(1), visit(self, node, path))[1])
+    levels = ["a0: &a0 [1]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 7)]
+    doc = read_yaml("\n".join(levels) + "\n")
+    assert doc.line(["a6"]) == 7
+    assert len(calls) < 100  # 9**6 paths run through the aliases: a walk along each is a hang
+    with pytest.raises(YamlError) as info:
+        read_yaml("[" * 5000 + "]" * 5000)
+    assert "nested too deeply" in info.value.message

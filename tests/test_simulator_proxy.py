@@ -60,3 +60,12 @@ async def test_bursts_send_the_proxy_urls_credentials(emulator, proxies, mitm_ss
     refused = await run_scenario(scenario(text), target=target, proxy=proxy.url,
                                  ssl_context=ssl_context)
     assert not refused.ok
+
+
+async def test_proxy_credentials_http_cannot_carry_are_a_clear_error(emulator):
+    from simulator.runner import RunAborted
+
+    with pytest.raises(RunAborted) as info:
+        await run(RACE.replace("RELEASE", "none"), emulator.url, "http://a%3Ab:pw@127.0.0.1:9")
+    assert info.value.exit_code == 2 and "credentials cannot be sent" in str(info.value)
+    assert "pw@" not in str(info.value)

@@ -2,8 +2,8 @@
 
 Every server runs in its own process on 127.0.0.1 and gets the same wrk load (1 thread,
 ``connections`` connections, creates.lua), alternating minimal / reading / emulator /
-emulator-409 for ``rounds`` rounds so that drift on a shared machine hits both sides alike. The figures
-are the medians over rounds. Every run is checked: the 201 figure counts only 201s, the
+emulator-409 for ``rounds`` rounds so that drift on a shared machine hits every side alike.
+The figures are the medians over rounds. Every run is checked: the 201 figure counts only 201s, the
 emulator's job count must match them, and the 409 path must have exactly one winner.
 """
 
@@ -107,7 +107,7 @@ def run(wrk: str, opts: Options) -> SectionResult:
         def jobs() -> int:
             return http_json("GET", emulator.url + "/_emulator")["jobs"]
 
-        # Warm both (imports, first allocations, connection setup) outside the figures.
+        # Warm each (imports, first allocations, connection setup) outside the figures.
         run_wrk_on(minimal, wrk, "unique", opts, opts.warmup_s)
         run_wrk_on(floor, wrk, "unique", opts, opts.warmup_s)
         run_wrk_on(emulator, wrk, "unique", opts, opts.warmup_s)
@@ -183,8 +183,8 @@ def _markdown(data: dict[str, Any], rounds: list[dict[str, WrkResult]], verdict:
     ]
     for label, key in (("minimal handler, 201", "minimal"),
                        ("reading handler, 201 (reads, decodes, checks the body)", "reading"),
-                       ("emulator, 201 (unique pairs)",
-                       "emulator_201"), ("emulator, 409 (same pair)", "emulator_409")):
+                       ("emulator, 201 (unique pairs)", "emulator_201"),
+                       ("emulator, 409 (same pair)", "emulator_409")):
         s = data[key]
         rows.append(f"| {label} | {s['rps']:.0f} | {_fmt_ms(s['p50_us'])} | "
                     f"{_fmt_ms(s['p99_us'])} | {s['cpu_us']:.0f} µs |")

@@ -57,7 +57,7 @@ def body_fields(raw: bytes, content_type: str | None, redactor: Redactor) -> dic
     if "json" in ctype or text.lstrip()[:1] in ("{", "["):
         try:
             data = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep: kept as text
             pass
         else:
             return {"json": redactor.json(data)}
@@ -385,6 +385,11 @@ def new_header(created: str, tool: str) -> dict[str, Any]:
             "placeholder": PLACEHOLDER}
 
 
+def _write_some(fd: int, data: memoryview) -> int:
+    """One ``write(2)``; how many bytes it took (the disk may take fewer than given)."""
+    return os.write(fd, data)
+
+
 class CassetteWriter:
     """Appends interactions to a new cassette; ``append`` returns once the data is on disk.
 
@@ -395,9 +400,10 @@ class CassetteWriter:
     def __init__(self, path: str | os.PathLike[str], header: dict[str, Any]) -> None:
         self.path = Path(path)
         self.written = 0
-        self._file = open(self.path, "wb")  # noqa: SIM115 - closed in close()
-        self._file.write(dump_document(header))
-        self._sync()
+        # Unbuffered: a failed append is cut off exactly (see _write), no buffer keeps it.
+        self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
+        self._size = 0  # bytes of complete documents in the file
+        self._write(dump_document(header))
         try:  # make the new directory entry durable too
             dir_fd = os.open(self.path.parent, os.O_RDONLY)
         except OSError:
@@ -412,13 +418,25 @@ class CassetteWriter:
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    def _sync(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
     def _write(self, blob: bytes) -> None:
-        self._file.write(blob)
-        self._sync()
+        """Write ``blob`` and fsync it, or leave the file as it was: on any failure (disk
+        full, quota, I/O error) the file is cut back to its last complete document, so no
+        client that is told its response was not recorded finds it in the cassette later."""
+        fd = self._file.fileno()
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[_write_some(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, self._size)  # shrinking needs no space
+                os.lseek(fd, self._size, os.SEEK_SET)
+                os.fsync(fd)
+            except OSError:  # pragma: no cover - the reader drops a torn tail anyway
+                pass
+            raise
+        self._size += len(blob)
 
     async def append(self, doc: dict[str, Any]) -> None:
         """Write ``doc`` and fsync it; raises OSError when the disk refuses."""

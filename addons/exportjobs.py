@@ -10,6 +10,7 @@ network); ``passthrough`` only forwards and logs. Everything else passes untouch
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -29,10 +30,12 @@ from addons.cassette import (
 )
 from addons.faults import INJECTED_META, Faults, injected_note
 from addons.gate import RaceGate
+from addons.guard import ANSWER, FailClosed, answer_with, install_error_answers
 from addons.matching import EXHAUSTION_POLICIES, INJECTED, REPEAT_LAST, Outcome, ReplayIndex
 from addons.redaction import Redactor
 from addons.replay import (
     not_recorded_response,
+    proxy_error_response,
     recorded_response,
     replay_failed_response,
     response_json,
@@ -47,6 +50,9 @@ log = logging.getLogger("exportjobs.proxy")
 
 MODES = ("record", "replay", "passthrough")
 _META = "exportjobs"
+# On stop, how long in-flight recordings may take to reach the cassette before it is closed.
+STOP_GRACE_SECONDS = 30.0
+UNAVAILABLE = 503
 
 
 def _version(dist: str) -> str:
@@ -77,8 +83,18 @@ class _Exchange:
         self.injected: dict[str, Any] | None = None  # set by the Faults addon (addons/faults.py)
 
 
-class ExportJobs:
+class ExportJobs(FailClosed):
+    """Record, replay or pass through exportJobs flows; fail closed.
+
+    Until a configuration has been applied in full (and again after one failed, or once
+    the proxy is stopping) ``refusal`` says why, and every in-scope request gets a Graph
+    error and no connection to an in-scope host is opened.
+    """
+
     def __init__(self) -> None:
+        self.refusal: str | None = "the exportjobs addon is not configured yet"
+        self.stopping = False
+        self._recording = 0  # appends under way
         self.mode = "passthrough"
         self.scope = Scope()
         self.redactor = Redactor()
@@ -92,6 +108,7 @@ class ExportJobs:
         self._exchanges: dict[str, _Exchange] = {}
 
     def load(self, loader) -> None:
+        install_error_answers()
         loader.add_option("exportjobs_mode", str, "passthrough",
                           "record: write exportJobs exchanges to the cassette; replay: answer "
                           "them from it, never from the network; passthrough: forward and log.",
@@ -119,6 +136,31 @@ class ExportJobs:
     def configure(self, updated: set[str]) -> None:
         if not any(name.startswith("exportjobs_") for name in updated):
             return
+        # Closed while the new settings are applied; open again only once all of them are.
+        self.refusal = "the exportjobs settings are being applied"
+        self.scope = Scope(ctx.options.exportjobs_hosts)
+        try:
+            self._configure(updated)
+        except Exception as exc:
+            message = (str(exc) if isinstance(exc, exceptions.OptionsError)
+                       else f"exportjobs: cannot apply the settings ({type(exc).__name__}: {exc})")
+            self.refusal = message
+            try:
+                asyncio.get_running_loop().call_soon(self._stop_if_refusing)
+            except RuntimeError:  # no loop: nothing serves yet
+                pass
+            raise exceptions.OptionsError(message) from None
+        self.refusal = None
+
+    def _stop_if_refusing(self) -> None:
+        """Settings that failed and were not rolled back to working ones (``mitmdump -s``
+        logs a script's configure error and carries on): refuse to serve, and stop."""
+        if self.refusal is None:
+            return
+        log.error("exportjobs: %s; refusing all exportJobs traffic and shutting down", self.refusal)
+        ctx.master.shutdown()
+
+    def _configure(self, updated: set[str]) -> None:
         opts = ctx.options
         mode = opts.exportjobs_mode
         cassette = opts.exportjobs_cassette
@@ -140,13 +182,17 @@ class ExportJobs:
         if index is not None:
             index.exhausted = opts.exportjobs_miss_policy
         elif mode == "replay":
-            try:
+            try:  # any failure to load or index refuses to start: no half-loaded replay
                 loaded = load_cassette(cassette)
+                index = ReplayIndex(loaded.interactions, opts.exportjobs_miss_policy)
             except CassetteError as exc:
                 raise exceptions.OptionsError(str(exc)) from None
+            except Exception as exc:  # noqa: BLE001 - rendered once, as the cassette's error
+                raise exceptions.OptionsError(
+                    f"cassette {cassette}: cannot be replayed ({type(exc).__name__}: "
+                    f"{str(exc)[:200]}); fix that file or re-record it with --mode record") from None
             if loaded.torn:
                 log.warning("cassette %s: %s", cassette, loaded.torn)
-            index = ReplayIndex(loaded.interactions, opts.exportjobs_miss_policy)
         writer = self.writer if mode == "record" and not reopen else None
         replacing = False
         if mode == "record" and writer is None:
@@ -165,7 +211,6 @@ class ExportJobs:
             self.writer.close_now()
         self.mode, self.upstream, self.redactor, self.index, self.writer = (
             mode, upstream, redactor, index, writer)
-        self.scope = Scope(opts.exportjobs_hosts)
         self.cassette_name = cassette or ""
         if (mode == "replay" or upstream is not None) and "connection_strategy" in opts \
                 and opts.connection_strategy != "lazy":
@@ -190,6 +235,15 @@ class ExportJobs:
         injected = flow.metadata.get(INJECTED_META)
         answered = flow.response is not None
         if (answered and not injected) or self.scope.route(req.host, req.port, req.path) is None:
+            return
+        if self.refusal is not None or self.stopping:
+            if not answered:
+                why = "it is stopping" if self.stopping else self.refusal
+                log.warning("REFUSED %s %s: the proxy does not serve exportJobs traffic: %s",
+                            req.method, req.path.partition("?")[0], why)
+                flow.response = proxy_error_response(
+                    req, UNAVAILABLE, "proxyUnavailable",
+                    f"The exportjobs proxy does not serve this request: {why}.")
             return
         tag = {"record": "REC", "replay": "REPLAY", "passthrough": "PASS"}[self.mode]
         exchange = _Exchange(tag, req.method, req.path.partition("?")[0])
@@ -251,7 +305,17 @@ class ExportJobs:
 
     async def _record(self, flow: http.HTTPFlow, exchange: _Exchange) -> Any:
         """Append the exchange to the cassette; returns the (redacted) JSON body, if any."""
-        assert self.writer is not None and flow.response is not None
+        self._recording += 1
+        try:
+            return await self._append(flow, exchange)
+        finally:
+            self._recording -= 1
+
+    async def _append(self, flow: http.HTTPFlow, exchange: _Exchange) -> Any:
+        writer = self.writer
+        if writer is None:  # closed: a response must not reach the client unrecorded
+            raise RuntimeError(f"the cassette {self.cassette_name} is closed")
+        assert flow.response is not None
         res = flow.response
         started = flow.request.timestamp_start
         ended = res.timestamp_end or time.time()
@@ -270,7 +334,7 @@ class ExportJobs:
             else:
                 doc["injected_latency_ms"] = exchange.injected["latency_ms"]
         try:
-            await self.writer.append(doc)
+            await writer.append(doc)
         except OSError as exc:
             log.error("cassette %s: cannot write interaction %d (%s); the client gets a 502",
                       self.cassette_name, exchange.number, exc.strerror)
@@ -283,16 +347,51 @@ class ExportJobs:
         return doc["response"].get("json")
 
     def error(self, flow: http.HTTPFlow) -> None:
+        """The upstream could not be reached or failed mid-response (or the client left):
+        nothing is recorded, and an in-scope client gets a Graph error, not mitmproxy's page."""
         exchange = self._exchanges.pop(flow.id, None)
+        req = flow.request
+        if exchange is None and not self.scope.covers(req.host, req.port):
+            return
+        message = flow.error.msg if flow.error else "no response"
+        timeout = "timed out" in message.lower() or "timeout" in message.lower()
+        status, code = (504, "gatewayTimeout") if timeout else (502, "badGateway")
+        if ANSWER not in flow.metadata:
+            answer_with(flow, status, code, f"The proxy got no answer from the service for this "
+                                            f"request: {message}")
         if exchange is None:
+            log.warning("ERR    %s %s: %s (the client gets a %d %s)", req.method,
+                        req.path.partition("?")[0], message, status, code)
             return
         flow.metadata[_META] = exchange.tag
         if exchange.number:
             self.timeline.end(exchange.number)
-        message = flow.error.msg if flow.error else "no response"
         started = flow.request.timestamp_start
         log.warning("%s", exchange_line(exchange.tag, exchange.method, exchange.path, "ERR", None,
-                                        time.time() - started, message))
+                                        time.time() - started,
+                                        f"{message}; the client gets a {status} {code}"))
+
+    def forget(self, flow: http.HTTPFlow) -> None:
+        exchange = self._exchanges.pop(flow.id, None)
+        if exchange is not None and exchange.number:
+            self.timeline.end(exchange.number)
+
+    def server_connect(self, data: Any) -> None:
+        """The connection-level lock: replay (and a proxy that is not configured) never
+        connects to an in-scope host, and with an upstream nothing connects to Graph itself,
+        whatever any hook did to a flow."""
+        address = data.server.address
+        if not address:
+            return
+        host, port = str(address[0]), int(address[1])
+        if (self.mode == "replay" or self.refusal is not None) and self.scope.covers(host, port):
+            why = "replay mode" if self.refusal is None else "not serving"
+        elif self.upstream is not None and self.scope.is_graph(host):
+            why = f"exportJobs traffic goes to {self.upstream.url}"
+        else:
+            return
+        data.server.error = f"exportjobs: {why}: the proxy never connects to {host}:{port}"
+        log.warning("REFUSED connection to %s:%d (%s)", host, port, why)
 
     def _log(self, flow: http.HTTPFlow, exchange: _Exchange, body: Any = None) -> None:
         level = logging.WARNING if exchange.tag == "MISS" else logging.INFO
@@ -306,9 +405,26 @@ class ExportJobs:
         log.log(level, "%s", line)
 
     async def done(self) -> None:
+        """A graceful stop loses nothing: refuse new exportJobs requests, let every recording
+        in flight reach the cassette (bounded by STOP_GRACE_SECONDS), then close it."""
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE_SECONDS
+        while self._in_flight() and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        left = self._in_flight()
+        if left:
+            log.warning("exportjobs: %d exchange(s) still in flight after %gs were not recorded; "
+                        "their clients get an error", left, STOP_GRACE_SECONDS)
         if self.writer is not None:
-            await self.writer.close()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            await writer.close()
+
+    def _in_flight(self) -> int:
+        """Exchanges that will be recorded once answered, plus appends under way."""
+        if self.writer is None:
+            return 0
+        return self._recording + sum(1 for e in self._exchanges.values() if e.number)
 
 
 # Faults answer first and the gate holds next, so both act before record, replay and redirect.

@@ -23,6 +23,7 @@ from typing import Any, Optional
 from mitmproxy import ctx, exceptions, http
 
 from addons.faultplan import Decision, FaultPlan, FaultPlanError, FaultRule, load_plan, new_seed
+from addons.guard import FailClosed
 from addons.replay import graph_headers, make_response  # the one home of Graph's volatile headers
 from addons.scope import OptionScope
 from simulator.graph import HTTP_ERRORS, JSON_CONTENT_TYPE, error_json
@@ -56,7 +57,7 @@ def injected_note(meta: dict[str, Any]) -> str:
     return f"+{meta['latency_ms']:g}ms latency injected"
 
 
-class Faults:
+class Faults(FailClosed):
     def __init__(self) -> None:
         self.plan: FaultPlan | None = None
         self.client_header: str | None = None

@@ -25,6 +25,7 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
+from addons.guard import FailClosed
 from addons.scope import OptionScope
 
 log = logging.getLogger("exportjobs.proxy")
@@ -85,7 +86,7 @@ def create_pair(request: http.Request) -> Pair | None:
     return org.lower(), view.lower()
 
 
-class RaceGate:
+class RaceGate(FailClosed):
     def __init__(self) -> None:
         self.count = 0
         self.timeout = 5.0
@@ -181,6 +182,8 @@ class RaceGate:
         hold = self._by_flow.pop(flow.id, None)
         if hold is not None:
             self._answered(hold, "error")
+
+    forget = error  # a flow the guard ended counts as an error in its gate's report
 
     def _answered(self, hold: _Hold, status: int | str) -> None:
         hold.statuses.append(status)

@@ -139,3 +139,17 @@ def replay_failed_response(request: http.Request, cassette: str, exc: BaseExcept
                       client_request_id=headers[1][1])
     headers += [("Content-Type", "application/json")]
     return make_response(502, headers, body, request)
+
+
+PROXY_ERROR_HEADER = "x-exportjobs-proxy-error"
+
+
+def proxy_error_response(request: http.Request, status: int, code: str, message: str) -> http.Response:
+    """A Graph error the proxy itself answers with when it cannot, or must not, let a flow
+    go on (an addon failed, the upstream is down, the proxy is stopping): the same shape,
+    headers and ids as every other answer, marked so the proxy knows its own."""
+    headers = graph_headers(request)
+    body = error_json(code, message, inner_code=f"exportJobsProxy{status}",
+                      request_id=headers[0][1], client_request_id=headers[1][1])
+    headers += [("Content-Type", "application/json"), (PROXY_ERROR_HEADER, code)]
+    return make_response(status, headers, body, request)

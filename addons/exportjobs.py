@@ -154,11 +154,12 @@ class ExportJobs(FailClosed):
 
     def _stop_if_refusing(self) -> None:
         """Settings that failed and were not rolled back to working ones (``mitmdump -s``
-        logs a script's configure error and carries on): refuse to serve, and stop."""
+        logs a script's configure error and carries on, then brings its servers up): refuse
+        to serve, and exit 2 before anything is served (from the event loop, which stops)."""
         if self.refusal is None:
             return
-        log.error("exportjobs: %s; refusing all exportJobs traffic and shutting down", self.refusal)
-        ctx.master.shutdown()
+        log.error("exportjobs: %s; refusing to start", self.refusal)
+        raise SystemExit(2)
 
     def _configure(self, updated: set[str]) -> None:
         opts = ctx.options

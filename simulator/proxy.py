@@ -58,11 +58,16 @@ class RunningProxy:
         return self.confdir / CA_CERT_FILE
 
     async def close(self) -> None:
+        """Stop gracefully: the addons' ``done`` lets every recording in flight reach the
+        cassette and closes it; then the listening sockets and the client connections still
+        open are closed, so that no connection task is left for the event loop to cancel
+        (each of which printed a CancelledError traceback)."""
         if self._closed:
             return
         self._closed = True
         self.master.shutdown()
         await self.task
+        await _close_connections(self.master)
 
 
 async def start_proxy(
@@ -131,6 +136,25 @@ async def start_proxy(
     bound_host, bound_port = addresses[0][:2]
     return RunningProxy(master, addon, task, bound_host, bound_port,
                         Path(os.path.expanduser(opts.confdir)), fault_addon, gate_addon)
+
+
+async def _close_connections(master: Master, timeout: float = 5.0) -> None:
+    proxyserver = master.addons.get("proxyserver")
+    if proxyserver is None:
+        return
+    for server in list(getattr(proxyserver, "servers", ())):
+        try:
+            await server.stop()
+        except Exception:  # noqa: BLE001 - already stopped, or never started
+            pass
+    connections = getattr(proxyserver, "connections", {})
+    for handler in list(connections.values()):
+        io = handler.transports.get(handler.client)
+        if io is not None and io.handler is not None:
+            io.handler.cancel("proxy stopped")  # the handler then finishes without an error
+    deadline = asyncio.get_running_loop().time() + timeout
+    while connections and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
 
 
 def _first_line(exc: BaseException) -> str:

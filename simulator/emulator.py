@@ -170,28 +170,40 @@ async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResp
     try:
         _check_expect(request)
         response = await handler(request)
-        if not request.content.is_eof():  # a body nobody read: drain it through read_body
+    except Exception as exc:
+        response = _error_for(exc, request, request_id, client_request_id)
+    if not request.content.is_eof():
+        # A body nobody read (a GET's, or one behind an earlier error) is drained here,
+        # through read_body, never by aiohttp: its failures are ours to answer. A failure
+        # replaces a success; an error already chosen stands.
+        try:
             await read_body(request)
-    except GraphError as err:
-        response = _error_response(err, request_id, client_request_id)
-    except ClientGone:  # nobody is left to answer; the response below goes nowhere
-        log.info("client closed the connection mid-request: %s %s", request.method, request.path)
-        response = _error_response(
-            GraphError(400, "BadRequest", "The request body ended early."), request_id, client_request_id
-        )
-    except web.HTTPException as exc:
-        code, message = HTTP_ERRORS.get(exc.status, ("BadRequest", exc.reason))
-        response = _error_response(
-            GraphError(exc.status, code, message), request_id, client_request_id
-        )
-    except Exception:  # a bug of ours: still a Graph error, and logged for us to fix
-        log.exception("unhandled error for %s %s", request.method, request.path)
-        response = _error_response(_INTERNAL, request_id, client_request_id)
+        except Exception as exc:
+            if response.status < 400 or not isinstance(exc, (GraphError, ClientGone)):
+                response = _error_for(exc, request, request_id, client_request_id)
     if request.content.exception() is not None:  # its body failed: the stream is unusable
         response.force_close()
     response.headers["request-id"] = request_id
     response.headers["client-request-id"] = client_request_id
     return response
+
+
+def _error_for(
+    exc: Exception, request: web.Request, request_id: str, client_request_id: str
+) -> web.Response:
+    """The Graph error response for whatever a handler (or read_body) raised."""
+    if isinstance(exc, GraphError):
+        err = exc
+    elif isinstance(exc, ClientGone):  # nobody is left to answer; this goes nowhere
+        log.info("client closed the connection mid-request: %s %s", request.method, request.path)
+        err = GraphError(400, "BadRequest", "The request body ended early.")
+    elif isinstance(exc, web.HTTPException):
+        code, message = HTTP_ERRORS.get(exc.status, ("BadRequest", exc.reason))
+        err = GraphError(exc.status, code, message)
+    else:  # a bug of ours: still a Graph error, and logged for us to fix
+        log.error("unhandled error for %s %s", request.method, request.path, exc_info=exc)
+        err = _INTERNAL
+    return _error_response(err, request_id, client_request_id)
 
 
 _INTERNAL = GraphError(500, "generalException", "An internal emulator error occurred.")

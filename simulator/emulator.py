@@ -172,7 +172,7 @@ async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResp
         response = await handler(request)
     except Exception as exc:
         response = _error_for(exc, request, request_id, client_request_id)
-    if not request.content.is_eof():
+    if not request.content.is_eof() or request.content.exception() is not None:
         # A body nobody read (a GET's, or one behind an earlier error) is drained here,
         # through read_body, never by aiohttp: its failures are ours to answer. A failure
         # replaces a success; an error already chosen stands.

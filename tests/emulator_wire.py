@@ -23,14 +23,16 @@ COLLECTION = "/beta/employeeExperience/goals/exportJobs"
 
 
 class ErrorLog(logging.Handler):
-    """Keeps every record at WARNING or above from the emulator's and aiohttp's loggers."""
+    """Keeps every record at WARNING or above from the emulator's and aiohttp's loggers
+    (``records``), and the emulator's INFO lines (``infos``), which tests wait on."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__(logging.INFO)
         self.records: list[logging.LogRecord] = []
+        self.infos: list[logging.LogRecord] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+        (self.records if record.levelno >= logging.WARNING else self.infos).append(record)
 
     def text(self) -> str:
         return "\n".join(f"{r.name} {r.levelname} {r.getMessage()}" for r in self.records)
@@ -61,11 +63,15 @@ def background_emulator(config: EmulatorConfig | None = None) -> Iterator[Backgr
         start_emulator(config or EmulatorConfig()), loop).result(10)
     errors = ErrorLog()
     loggers = [logging.getLogger(n) for n in ("aiohttp", "exportjobs")]
+    emulator_log = logging.getLogger("exportjobs.emulator")
+    level = emulator_log.level
+    emulator_log.setLevel(logging.INFO)
     for lg in loggers:
         lg.addHandler(errors)
     try:
         yield Background(emulator, loop, errors)
     finally:
+        emulator_log.setLevel(level)
         for lg in loggers:
             lg.removeHandler(errors)
         asyncio.run_coroutine_threadsafe(emulator.close(), loop).result(10)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 import uuid
 import zlib
 from urllib.parse import quote
@@ -33,9 +34,10 @@ from tests.emulator_wire import (
     valid_create,
 )
 
+URL_HOST = re.compile(r"[A-Za-z0-9._-]+(?::[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](?::[0-9]{1,5})?")
 JOB_ID = "eyJfdHlwZSI6IkV4cG9ydEpvYiIsImlkIjoiMSJ9"
 SETTINGS = settings(
-    max_examples=150,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=False,
@@ -74,12 +76,9 @@ create_like = st.fixed_dictionaries(
     },
 )
 json_bytes = (json_values | create_like).map(lambda v: json.dumps(v).encode())
-bodies = st.one_of(
-    st.none(),
-    st.binary(max_size=300),
-    json_bytes,
-    st.integers(min_value=60, max_value=3000).map(deep_json),
-)
+# Depths around the limit (64) and around and far past Python's recursion limit (1,000).
+deep_bodies = (st.sampled_from([65, 950, 1100, 5000, 40_000]) | st.integers(60, 5000)).map(deep_json)
+bodies = st.one_of(st.none(), st.binary(max_size=300), json_bytes, deep_bodies)
 
 
 def segment(raw: bytes) -> str:
@@ -88,7 +87,8 @@ def segment(raw: bytes) -> str:
 
 jwt_segment = st.one_of(
     json_bytes.map(segment),
-    st.integers(min_value=60, max_value=3000).map(deep_json).map(segment),
+    # A header line holds 8 KiB: past ~1,500 levels the line, not the JSON, is refused.
+    (st.sampled_from([65, 950, 1100, 1500]) | st.integers(60, 1500)).map(deep_json).map(segment),
     st.binary(max_size=40).map(segment),
     st.text(alphabet="ABCDEFabc012-_=!.%", max_size=20),
 )
@@ -136,8 +136,60 @@ def encode(body: bytes, encoding: str) -> bytes:
         encoding, lambda b: b)(body)
 
 
+ANCHORS = {
+    "create": (b"POST", COLLECTION, None),  # body: a fresh pair, drawn below
+    "list": (b"GET", COLLECTION, None),
+    "get": (b"GET", f"{COLLECTION}/{JOB_ID}", None),
+    "content": (b"GET", f"{COLLECTION}/{JOB_ID}/content", None),
+    "advance": (b"POST", "/_emulator/clock/advance", b'{"seconds": 0}'),
+    "organizations": (b"PUT", "/_emulator/organizations", b'{"known": null}'),
+}
+MUTATIONS = ["body", "encoding", "auth", "forwarded", "expect", "client-id", "query",
+             "content-type"]
+
+
+@st.composite
+def anchored_requests(draw) -> tuple[bytes, bytes]:
+    """A request the emulator would accept, with one or two parts made hostile: so the
+    generated input reaches the handlers (body decoding, JSON, tokens, Location), not only
+    the router."""
+    kind = draw(st.sampled_from(sorted(ANCHORS)))
+    method, path, body = ANCHORS[kind]
+    if kind == "create":
+        body = json.dumps({"goalsOrganizationId": str(draw(st.uuids())),
+                           "explorerViewId": str(draw(st.uuids()))}).encode()
+    headers = {b"Authorization": b"Bearer opaque", b"Content-Type": b"application/json"}
+    target = path.encode()
+    for mutation in sorted(draw(st.sets(st.sampled_from(MUTATIONS), min_size=1, max_size=2))):
+        if mutation == "body":
+            body = draw(st.one_of(bodies, deep_bodies))
+        elif mutation == "encoding":
+            encoding = draw(encodings)
+            raw = body if body is not None else b"{}"
+            body = encode(raw, encoding) if draw(st.booleans()) else draw(st.binary(max_size=40))
+            headers[b"Content-Encoding"] = encoding.encode()
+        elif mutation == "auth":
+            headers[b"Authorization"] = draw(authorization)
+        elif mutation == "forwarded":
+            headers[b"X-Forwarded-Host"] = draw(header_bytes | st.sampled_from(
+                [b"", b" ", b"a b", b"a/b", b"u@h", b"\xc3\xa9", b"[::1", b"h:123456", b"?x"]))
+            if draw(st.booleans()):
+                headers[b"X-Forwarded-Proto"] = draw(header_bytes)
+        elif mutation == "expect":
+            headers[b"Expect"] = draw(header_bytes)
+        elif mutation == "client-id":
+            headers[b"client-request-id"] = draw(header_bytes)
+        elif mutation == "query":
+            target += draw(queries).encode()
+        elif mutation == "content-type":
+            headers[b"Content-Type"] = draw(content_types)
+    return method, build_request(method, target, headers.items(), body)
+
+
 @st.composite
 def requests(draw) -> tuple[bytes, bytes]:
+    if draw(st.booleans()):
+        return draw(anchored_requests())
     method = draw(methods)
     target = draw(paths) + draw(queries).encode()
     headers: list[tuple[bytes, bytes]] = []
@@ -169,9 +221,10 @@ def test_generated_requests_never_get_a_5xx(served, req):
     if reply.status >= 400 and method != b"HEAD":
         assert_graph_error(reply)
     location = reply.headers.get("location")
-    if location is not None:
+    if location is not None:  # an absolute URL of a job under the collection the client named
         parts = urlsplit(location)
-        assert parts.scheme in ("http", "https") and parts.hostname, location
+        assert parts.scheme in ("http", "https") and URL_HOST.fullmatch(parts.netloc), location
+        assert parts.path.lower().startswith(COLLECTION.lower() + "/"), location
     assert not served.errors.records, served.errors.text()
 
 

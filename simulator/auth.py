@@ -8,10 +8,11 @@ JWT whose ``scp`` lacks the permission the call needs is 403. Opaque tokens pass
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import time
 from dataclasses import dataclass
+
+from simulator.graph import load_json
 
 READ_WRITE = "Goals-Export.ReadWrite.All"
 READ = "Goals-Export.Read.All"
@@ -37,7 +38,9 @@ _DENIED = AuthFailure(
 
 
 def _b64json(segment: str) -> object:
-    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    """A JWT segment's JSON; any failure (bad base64, UTF-8 or JSON, nesting past
+    ``MAX_JSON_DEPTH``) is a ``ValueError`` (``binascii.Error`` is one)."""
+    return load_json(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
 
 
 def check_authorization(header: str | None, *, write: bool) -> AuthFailure | None:
@@ -53,13 +56,13 @@ def check_authorization(header: str | None, *, write: bool) -> AuthFailure | Non
         return None  # opaque token
     try:
         header_obj = _b64json(parts[0])
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except ValueError:
         return None  # three dots but not a JWT: treat as opaque
     if not isinstance(header_obj, dict):
         return None
     try:
         claims = _b64json(parts[1])
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except ValueError:
         return _BAD_TOKEN
     if not isinstance(claims, dict):
         return _BAD_TOKEN

@@ -11,8 +11,16 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.emulator import ARRIVALS, CLOCK, CONFIG, STORE
-from simulator.graph import GraphError, graph_date, graph_time, is_guid
+from simulator.emulator import ARRIVALS, CLOCK, CONFIG, STORE, _continue, read_body
+from simulator.graph import (
+    MAX_JSON_DEPTH,
+    GraphError,
+    JsonTooDeep,
+    graph_date,
+    graph_time,
+    is_guid,
+    load_json,
+)
 
 PREFIX = "/_emulator"
 # A hundred years: far past any job's expiry, well inside what timestamps can format.
@@ -27,8 +35,12 @@ async def _body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     try:
-        body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+        body = load_json(await read_body(request))
+    except JsonTooDeep:
+        raise GraphError(
+            400, "badRequest", f"Control API bodies nest at most {MAX_JSON_DEPTH} levels."
+        ) from None
+    except ValueError:
         raise GraphError(400, "badRequest", "Control API bodies are JSON objects.") from None
     if not isinstance(body, dict):
         raise GraphError(400, "badRequest", "Control API bodies are JSON objects.")
@@ -103,11 +115,14 @@ async def set_organizations(request: web.Request) -> web.Response:
 
 
 def add_control_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get(PREFIX, info)
-    r.add_post(f"{PREFIX}/reset", reset)
-    r.add_post(f"{PREFIX}/clock/advance", advance_clock)
-    r.add_post(PREFIX + "/jobs/{job_id}/fail", fail_job)
-    r.add_get(f"{PREFIX}/arrivals", arrivals)
-    r.add_delete(f"{PREFIX}/arrivals", clear_arrivals)
-    r.add_put(f"{PREFIX}/organizations", set_organizations)
+    routes = (
+        ("GET", PREFIX, info),
+        ("POST", f"{PREFIX}/reset", reset),
+        ("POST", f"{PREFIX}/clock/advance", advance_clock),
+        ("POST", PREFIX + "/jobs/{job_id}/fail", fail_job),
+        ("GET", f"{PREFIX}/arrivals", arrivals),
+        ("DELETE", f"{PREFIX}/arrivals", clear_arrivals),
+        ("PUT", f"{PREFIX}/organizations", set_organizations),
+    )
+    for method, path, handler in routes:  # every route answers Expect the emulator's way
+        app.router.add_route(method, path, handler, expect_handler=_continue)

@@ -10,18 +10,36 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import math
+import re
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import (
+    ContentEncodingError,
+    DecompressSizeError,
+    HttpProcessingError,
+    LineTooLong,
+)
+from aiohttp.web_log import AccessLogger
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
 from simulator.arrivals import ArrivalLog, ArrivalStamp
 from simulator.auth import check_authorization
-from simulator.graph import HTTP_ERRORS, GraphError, compact_json, is_guid, new_request_id
+from simulator.graph import (
+    HTTP_ERRORS,
+    MAX_JSON_DEPTH,
+    GraphError,
+    JsonTooDeep,
+    compact_json,
+    is_guid,
+    load_json,
+    new_request_id,
+)
 from simulator.jobs import Clock, Job, JobStore, export_csv, is_well_formed_job_id
 from simulator.odata import parse_filter, parse_select, project
 from simulator.routes import ExportJobsRoute, match_exportjobs
@@ -62,29 +80,176 @@ def _error_response(err: GraphError, request_id: str, client_request_id: str) ->
     )
 
 
+# A client-request-id is echoed in a response header, so only text a header can carry
+# comes back; anything else (non-ASCII, control characters, kilobytes) gets a fresh id.
+_ECHOABLE_ID = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,127}")
+
+
+def _client_request_id(request: web.BaseRequest, request_id: str) -> str:
+    given = request.headers.get("client-request-id", "")
+    return given if _ECHOABLE_ID.fullmatch(given) else request_id
+
+
+class ClientGone(Exception):
+    """The client closed its connection before its request body was complete."""
+
+
+_UNSUPPORTED_ENCODING = GraphError(
+    415,
+    "unsupportedMediaType",
+    "The request's Content-Encoding is not supported; send gzip, deflate, br or identity.",
+)
+
+
+def _undecodable(request: web.BaseRequest) -> GraphError:
+    encoding = request.headers.get("Content-Encoding", "")
+    return GraphError(
+        400,
+        "BadRequest",
+        f"The request body could not be decoded as Content-Encoding {encoding!a}.",
+    )
+
+
+async def read_body(request: web.BaseRequest) -> bytes:
+    """The whole decoded body, at most ``max_body_bytes`` of it; else a GraphError.
+
+    Every request body is read here (handlers that want one call it, the middleware
+    drains the rest), so every way a body can fail is one of: 413 (too large), 400
+    (a Content-Encoding that does not decode, broken chunked framing), or ``ClientGone``.
+    The last byte's arrival is the moment a create arrives: a last-byte release
+    synchronises on it, and the duplicate check runs after it.
+    """
+    limit = request.app[CONFIG].max_body_bytes if isinstance(request, web.Request) else 0
+    if limit and request.content_length is not None and request.content_length > limit:
+        raise GraphError(413, *HTTP_ERRORS[413])
+    content = request.content
+    if content.is_eof() and content.exception() is None:  # all here (the usual create)
+        raw = content.read_nowait()
+        if limit and len(raw) > limit:  # e.g. a gzip body that grew when decoded
+            raise GraphError(413, *HTTP_ERRORS[413])
+        return raw
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise GraphError(413, *HTTP_ERRORS[413]) from None
+    except (RequestPayloadError, HttpProcessingError) as exc:
+        # The rest of this body is unreadable: mark it ended, so aiohttp does not try to
+        # drain it after the response (and log the same error again); the middleware
+        # closes the connection.
+        content.feed_eof()
+        if isinstance(exc.__cause__, DecompressSizeError):
+            raise GraphError(413, *HTTP_ERRORS[413]) from None
+        if request.headers.get("Content-Encoding"):
+            raise _undecodable(request) from None
+        raise GraphError(400, "BadRequest", "The request body's framing is malformed.") from None
+    except ConnectionError:
+        raise ClientGone from None
+
+
+def _check_expect(request: web.Request) -> None:
+    """Only ``Expect: 100-continue`` is understood (``_continue`` has answered it)."""
+    expect = request.headers.get("Expect")
+    if expect is not None and request.version >= HttpVersion11 and expect.lower() != "100-continue":
+        raise GraphError(417, *HTTP_ERRORS[417])
+
+
+async def _continue(request: web.Request) -> None:
+    """Each route's Expect handler: send 100 Continue, leave every other value to the
+    middleware (aiohttp's own handler raises a plain-text 417, or a 500 when the value
+    is not UTF-8, before any middleware runs)."""
+    expect = request.headers.get("Expect", "")
+    if request.version >= HttpVersion11 and expect.lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+
+
 @web.middleware
 async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     request_id = new_request_id()
-    client_request_id = request.headers.get("client-request-id") or request_id
+    client_request_id = _client_request_id(request, request_id)
     try:
+        _check_expect(request)
         response = await handler(request)
-    except GraphError as err:
-        response = _error_response(err, request_id, client_request_id)
-    except web.HTTPException as exc:
-        code, message = HTTP_ERRORS.get(exc.status, ("BadRequest", exc.reason))
-        response = _error_response(
-            GraphError(exc.status, code, message), request_id, client_request_id
-        )
-    except Exception:  # a bug of ours: still a Graph error, and logged for us to fix
-        log.exception("unhandled error for %s %s", request.method, request.path)
-        response = _error_response(
-            GraphError(500, "generalException", "An internal emulator error occurred."),
-            request_id,
-            client_request_id,
-        )
+    except Exception as exc:
+        response = _error_for(exc, request, request_id, client_request_id)
+    if not request.content.is_eof() or request.content.exception() is not None:
+        # A body nobody read (a GET's, or one behind an earlier error) is drained here,
+        # through read_body, never by aiohttp: its failures are ours to answer. A failure
+        # replaces a success; an error already chosen stands.
+        try:
+            await read_body(request)
+        except Exception as exc:
+            if response.status < 400 or not isinstance(exc, (GraphError, ClientGone)):
+                response = _error_for(exc, request, request_id, client_request_id)
+    if request.content.exception() is not None:  # its body failed: the stream is unusable
+        response.force_close()
     response.headers["request-id"] = request_id
     response.headers["client-request-id"] = client_request_id
     return response
+
+
+def _error_for(
+    exc: Exception, request: web.Request, request_id: str, client_request_id: str
+) -> web.Response:
+    """The Graph error response for whatever a handler (or read_body) raised."""
+    if isinstance(exc, GraphError):
+        err = exc
+    elif isinstance(exc, ClientGone):  # nobody is left to answer; this goes nowhere
+        log.info("client closed the connection mid-request: %s %s", request.method, request.path)
+        err = GraphError(400, "BadRequest", "The request body ended early.")
+    elif isinstance(exc, web.HTTPException):
+        code, message = HTTP_ERRORS.get(exc.status, ("BadRequest", exc.reason))
+        err = GraphError(exc.status, code, message)
+    else:  # a bug of ours: still a Graph error, and logged for us to fix
+        log.error("unhandled error for %s %s", request.method, request.path, exc_info=exc)
+        err = _INTERNAL
+    return _error_response(err, request_id, client_request_id)
+
+
+_INTERNAL = GraphError(500, "generalException", "An internal emulator error occurred.")
+
+
+class GraphRequestHandler(RequestHandler):
+    """aiohttp's connection protocol, answering the errors it finds itself in Graph's shape.
+
+    A bad request line, a header line over 8 KiB, too many headers, a Content-Encoding
+    aiohttp cannot decode at all: aiohttp answers these before any application code runs,
+    through ``handle_error``, with a plain-text body. Here they are Graph error bodies,
+    logged as one line (they are the client's mistakes, not ours).
+    """
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # the response has begun: nothing left to send
+            return super().handle_error(request, status, exc, message)
+        if status >= 500:
+            self.logger.error("Error handling request", exc_info=exc)
+            err = _INTERNAL
+        elif isinstance(exc, ContentEncodingError):
+            self.logger.info("refused request: %s", _one_line(exc))
+            err = _UNSUPPORTED_ENCODING
+        else:
+            self.logger.info("refused request: %s", _one_line(exc))
+            detail = "a header line is too long" if isinstance(exc, LineTooLong) else (
+                "malformed HTTP request")
+            err = GraphError(status, "BadRequest", f"The request could not be read: {detail}.")
+        request_id = new_request_id()
+        response = _error_response(err, request_id, request_id)
+        response.headers["request-id"] = request_id
+        response.headers["client-request-id"] = request_id
+        response.force_close()
+        return response
+
+
+def _one_line(exc: BaseException | None) -> str:
+    return " ".join(str(exc).split())[:200] if exc is not None else "unknown"
 
 
 def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> web.Response:
@@ -94,12 +259,38 @@ def _json(status: int, payload: object, headers: dict[str, str] | None = None) -
     return web.Response(status=status, body=compact_json(payload), headers=all_headers)
 
 
+# A host[:port] fit for a URL: a DNS name, IPv4 address or bracketed IPv6 address.
+_URL_HOST = re.compile(
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?"
+    r"|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
+)
+
+
 def _base_url(request: web.Request) -> str:
-    """Scheme and host the client called, honouring a proxy's X-Forwarded-* headers."""
+    """Scheme and host the client called, honouring a proxy's X-Forwarded-* headers.
+
+    A forwarded value that could not be a URL's scheme or host (empty, spaces, ``/``,
+    ``@``, non-ASCII) is ignored, as is a Host header of that kind: the next source in
+    line is used (X-Forwarded-Host, then Host, then the address the client connected to),
+    so a ``Location`` is always an absolute URL with a host.
+    """
     headers = request.headers
-    proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip() or request.scheme
-    host = headers.get("X-Forwarded-Host", "").split(",")[0].strip() or request.host
-    return f"{proto}://{host}"
+    proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    if proto not in ("http", "https"):
+        proto = request.scheme
+    for candidate in (headers.get("X-Forwarded-Host", "").split(",")[0].strip(),
+                      headers.get("Host", "")):
+        if _URL_HOST.fullmatch(candidate):
+            return f"{proto}://{candidate}"
+    return f"{proto}://{_local_address(request)}"
+
+
+def _local_address(request: web.Request) -> str:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        return "localhost"
+    host, port = sockname[0], sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _job_url(request: web.Request, route: ExportJobsRoute, job_id: str) -> str:
@@ -120,28 +311,15 @@ _BAD_JSON = GraphError(
     "Unable to read JSON request payload. Please ensure Content-Type header is set and "
     "payload is of valid JSON format.",
 )
+_TOO_DEEP = GraphError(
+    400,
+    "BadRequest",
+    f"The request payload nests JSON deeper than {MAX_JSON_DEPTH} levels.",
+)
 _CREATE_FIELDS = {
     "goalsOrganizationId": "invalidGoalsOrganizationId",
     "explorerViewId": "invalidExplorerViewId",
 }
-
-
-async def _receive_body(request: web.Request) -> bytes:
-    """The whole body. A create arrives when its last byte has: that is the moment a
-    last-byte release synchronises, and the moment the duplicate check can run."""
-    limit = request.app[CONFIG].max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise GraphError(413, *HTTP_ERRORS[413])
-    content = request.content
-    if content.is_eof():  # all here already (the usual create): skip read()'s loop
-        raw = content.read_nowait()
-        if len(raw) > limit:  # e.g. a gzip body that grew when decoded
-            raise GraphError(413, *HTTP_ERRORS[413])
-        return raw
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise GraphError(413, *HTTP_ERRORS[413]) from None
 
 
 def _json_object(request: web.Request, raw: bytes) -> dict[str, Any]:
@@ -152,8 +330,10 @@ def _json_object(request: web.Request, raw: bytes) -> dict[str, Any]:
             f"Content-Type must be 'application/json', not '{request.content_type}'.",
         )
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        body = load_json(raw)
+    except JsonTooDeep:
+        raise _TOO_DEEP from None
+    except ValueError:  # bad syntax or UTF-8 (UnicodeDecodeError is a ValueError)
         raise _BAD_JSON from None
     if not isinstance(body, dict):
         raise _BAD_JSON
@@ -188,7 +368,7 @@ async def create_job(request: web.Request, route: ExportJobsRoute) -> web.Respon
     app = request.app
     arrivals = app[ARRIVALS]
     try:
-        raw = await _receive_body(request)
+        raw = await read_body(request)
     except GraphError as err:
         arrivals.record(request).status = err.status
         raise
@@ -378,8 +558,10 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = No
     add_control_routes(app)
     # The documented spelling of the collection gets an exact route, which aiohttp finds
     # with one lookup; every other spelling and path goes through the catch-all.
-    app.router.add_route("*", "/beta/employeeExperience/goals/exportJobs", dispatch)
-    app.router.add_route("*", "/{path:.*}", dispatch)
+    app.router.add_route(
+        "*", "/beta/employeeExperience/goals/exportJobs", dispatch, expect_handler=_continue
+    )
+    app.router.add_route("*", "/{path:.*}", dispatch, expect_handler=_continue)
     return app
 
 
@@ -424,19 +606,25 @@ async def start_emulator(
 ) -> RunningEmulator:
     """Start the emulator on ``host:port`` (0 = any free port) and return once it listens."""
     app = create_app(config, clock=clock)
-    runner = web.AppRunner(
-        app,
-        access_log=logging.getLogger("exportjobs.access") if access_log else None,
-        access_log_format=ACCESS_LOG_FORMAT,
-        handle_signals=False,
-    )
+    handler_options: dict[str, Any] = {
+        "access_log": logging.getLogger("exportjobs.access") if access_log else None,
+        "access_log_format": ACCESS_LOG_FORMAT,
+        "access_log_class": AccessLogger,
+    }
+    runner = web.AppRunner(app, handle_signals=False, **handler_options)
     await runner.setup()
-    handler_factory = runner.server
-    assert handler_factory is not None
+    manager = runner.server
+    assert manager is not None
+    loop = asyncio.get_running_loop()
+
+    def connection() -> asyncio.Protocol:
+        # Our own listener rather than web.TCPSite, to stamp each connection's arrivals,
+        # and our own protocol class, to answer aiohttp's own errors in Graph's shape.
+        return ArrivalStamp(GraphRequestHandler(manager, loop=loop, **handler_options))
+
     try:
-        # Our own listener rather than web.TCPSite, to stamp each connection's arrivals.
-        server = await asyncio.get_running_loop().create_server(
-            lambda: ArrivalStamp(handler_factory()), host, port, backlog=1024, reuse_address=True
+        server = await loop.create_server(
+            connection, host, port, backlog=1024, reuse_address=True
         )
     except OSError:
         await runner.cleanup()

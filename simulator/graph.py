@@ -6,6 +6,7 @@ response carries, and what the exportJobs resource calls its properties.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -38,12 +39,63 @@ JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 # Graph's error code and message for statuses that are not particular to exportJobs.
 HTTP_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "The request could not be read."),
     405: ("BadRequest", "The HTTP method is not allowed for the request URI."),
     413: ("RequestEntityTooLarge", "The request body is larger than the service accepts."),
+    415: ("unsupportedMediaType", "The request body's media type or content encoding is not supported."),
+    417: ("BadRequest", "Only 'Expect: 100-continue' is supported."),
+    431: ("BadRequest", "The request's headers are larger than the service accepts."),
     429: ("TooManyRequests", "Please retry again later."),
     503: ("ServiceUnavailable", "The service is temporarily unavailable. Please retry later."),
     504: ("GatewayTimeout", "The service did not respond in time. Please retry later."),
 }
+
+
+# Graph's own JSON reader refuses documents nested deeper than a limit; any exportJobs or
+# control body is one or two levels deep. Checking the depth before parsing keeps
+# ``json.loads`` from meeting Python's recursion limit (a RecursionError, not a ValueError).
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_BRACKET_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+class JsonTooDeep(ValueError):
+    """A JSON document nests deeper than ``MAX_JSON_DEPTH``."""
+
+
+def json_depth(raw: bytes) -> int:
+    """How deep ``raw`` nests arrays and objects (brackets inside strings do not count).
+
+    Bounded by the input's length, in C-speed passes: a body with few brackets (every
+    real one) returns after two ``count`` calls.
+    """
+    opened = raw.count(b"[") + raw.count(b"{")
+    if opened <= MAX_JSON_DEPTH:
+        return opened
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for depth in itertools.accumulate(map(_BRACKET_STEP.__getitem__, brackets)):
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_JSON_DEPTH:
+                break
+    return deepest
+
+
+def load_json(raw: bytes | str) -> Any:
+    """``json.loads`` that refuses nesting past ``MAX_JSON_DEPTH`` with ``JsonTooDeep``.
+
+    Every failure is a ``ValueError`` (bad syntax, bad UTF-8, too deep, an integer past
+    Python's digit limit), so callers map one exception to one Graph error.
+    """
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise JsonTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(raw)
+    except RecursionError:  # unreachable after the depth check; kept as a ValueError
+        raise JsonTooDeep(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
 
 
 def is_guid(value: object) -> bool:

@@ -172,7 +172,7 @@ class CheckedConstruction:
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)  # type: ignore[misc]
-        except (ValueError, TypeError, AttributeError, OverflowError):
+        except (ValueError, TypeError, AttributeError, OverflowError, KeyError, IndexError):
             kind = node.tag.rpartition(":")[2] or node.tag
             raise YamlError(_line(node), f"{str(node.value)[:40]!r} is not a valid {kind}; "
                             "fix the value or quote it to make it text") from None

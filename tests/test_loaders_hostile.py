@@ -22,6 +22,16 @@ HEADER = "--- {format: exportjobs-cassette, version: 1}\n...\n"
 URL = "https://graph.microsoft.com/beta/employeeExperience/goals/exportJobs"
 
 
+# The header and one interaction as the writer lays them out (the fast reader's format);
+# the request body (line 12) is filled in.
+OWN = (dump_document(new_header("Tue, 01 Dec 2026 12:00:00 GMT", "test")).decode().replace("%", "%%")
+       + '---\nrequest:\n  method: "GET"\n  url: "u"\n  json: %s\nresponse:\n  status: 200\n...\n')
+
+
+def test_the_fast_reader_takes_the_own_format_cases_below():
+    assert _load_own_format((OWN % '{"n": [[1]]}').encode()) is not None
+
+
 def _hand(body: str, url: str = URL) -> str:
     """A hand-edited cassette: one interaction whose request body line is ``body`` (line 7)."""
     return HEADER + f"---\nrequest:\n  method: POST\n  url: {url}\n  {body}\nresponse:\n  status: 201\n...\n"
@@ -63,14 +73,10 @@ def _refused(path, says: str, line: int | None) -> CassetteError:
     (_hand('json: "\\ud800"'), "not valid YAML", 7),
     (HEADER + "---\nrequest: {method: GET, url: u}\nresponse: {status: 0}\n...\n", "no response status", 4),
     # the writer's own format (the fast reader): each sends the file to the checking reader
-    (HEADER + '---\nrequest:\n  method: "GET"\n  url: "u"\n  json: ' + "[" * 5000 + "]" * 5000
-     + '\nresponse:\n  status: 200\n...\n', "nested", 7),
-    (HEADER + '---\nrequest:\n  method: "GET"\n  url: "u"\n  json: ' + "[" * 250 + "]" * 250
-     + '\nresponse:\n  status: 200\n...\n', "nested too deeply", 7),
-    (HEADER + '---\nrequest:\n  method: "GET"\n  url: "u"\n  json: {"n": ' + "7" * 5000
-     + '}\nresponse:\n  status: 200\n...\n', "more than 4000 digits", 7),
-    (HEADER + '---\nrequest:\n  method: "GET"\n  url: "u"\n  json: {"s": "\\udc00"}'
-     + '\nresponse:\n  status: 200\n...\n', "not valid YAML", 7),
+    (OWN % ("[" * 5000 + "]" * 5000), "nested", 12),
+    (OWN % ("[" * 250 + "]" * 250), "nested too deeply", 12),
+    (OWN % ('{"n": ' + "7" * 5000 + "}"), "more than 4000 digits", 12),
+    (OWN % '{"s": "\\udc00"}', "not valid YAML", 12),
 ])
 def test_values_the_matcher_or_replay_could_not_use_are_refused_on_load_with_the_line(tmp_path, content, says, line):
     path = tmp_path / "hostile.yaml"

@@ -172,7 +172,8 @@ def _read_own_format(file: BinaryIO) -> tuple[list[tuple[int, dict[str, Any]]], 
     only the YAML reader makes (deep nesting, a surrogate escape) sends the file there."""
     documents: list[tuple[int, dict[str, Any]]] = []
     pairs: dict[str, list[Any]] = {}
-    buffer, line, searched = b"", 1, 0
+    # appended to in place, so a document longer than a block is not copied once per block
+    buffer, line, searched = bytearray(), 1, 0
     while True:
         block = file.read(_BLOCK)
         buffer += block
@@ -186,7 +187,7 @@ def _read_own_format(file: BinaryIO) -> tuple[list[tuple[int, dict[str, Any]]], 
                 documents.append((line + 1, document))  # its first line after ---
             line += chunk.count(b"\n") + 2
             start = marker.end()
-        buffer = buffer[start:]
+        del buffer[:start]
         searched = len(buffer)
         if not block:
             return documents, (len(buffer) if buffer.strip() else 0)
@@ -205,7 +206,8 @@ def _json(text: str) -> Any:
     return value
 
 
-def _own_chunk(chunk: bytes, pairs: dict[str, list[Any]]) -> dict[str, Any] | None:
+def _own_chunk(chunk: bytes | bytearray, pairs: dict[str, list[Any]]) -> dict[str, Any] | None:
+    """One document's bytes (without its end marker) as ``_own_document`` reads them."""
     try:
         text = chunk.decode("utf-8")
     except UnicodeDecodeError:

@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import gc
+import io
 import json
 import json.scanner
 import os
@@ -155,8 +156,6 @@ def _document_error(path: Path, number: int, line: int, problem: str) -> Cassett
 def _load_own_format(data: bytes) -> list[Any] | None:
     """The documents of ``data`` as the fast reader sees them (None: not the writer's own
     format); kept for comparing the two readers."""
-    import io
-
     read = _read_own_format(io.BytesIO(data))
     return None if read is None else [doc for _, doc in read[0]]
 

@@ -12,16 +12,23 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import gc
+import io
 import json
+import json.scanner
 import os
 import re
+import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
 
 import yaml
 
 from addons.redaction import PLACEHOLDER, Redactor
+from simulator.yamldoc import MAX_DEPTH, CheckedConstruction, YamlError, check_nodes
 
 FORMAT = "exportjobs-cassette"
 VERSION = 1
@@ -37,9 +44,11 @@ _UNSTORED_RESPONSE_HEADERS = frozenset({"content-length", "content-encoding", "t
 class CassetteError(Exception):
     """A cassette that cannot be used; the message names the file and what to do."""
 
-    def __init__(self, path: str | os.PathLike[str], problem: str, hint: str) -> None:
-        super().__init__(f"cassette {os.fspath(path)}: {problem}; {hint}")
+    def __init__(self, path: str | os.PathLike[str], problem: str, hint: str, line: int = 0) -> None:
+        where = f", line {line}" if line else ""
+        super().__init__(f"cassette {os.fspath(path)}{where}: {problem}; {hint}")
         self.path = os.fspath(path)
+        self.line = line
 
 
 # --- bodies ---------------------------------------------------------------------------------
@@ -111,45 +120,111 @@ def response_doc(
 
 
 # --- reading ---------------------------------------------------------------------------------
+#
+# What a loaded cassette holds is checked once, here, so that nothing later (the matcher's
+# key, replay's response) meets a value it does not expect: every value is one JSON has
+# (text without lone surrogates, a number of at most MAX_INT_DIGITS digits, true/false,
+# null, a list, or a mapping with text keys), nested at most MAX_DEPTH deep, expanded
+# (aliases written out) to a size bounded by the file's, and every request url splits.
 
 
 @dataclass
 class Cassette:
-    """A loaded cassette. ``torn`` describes a dropped incomplete last document, if any."""
+    """A loaded cassette. ``torn`` describes a dropped incomplete last document, if any;
+    ``lines`` holds the line each interaction starts at (for messages)."""
 
     path: Path
     header: dict[str, Any]
     interactions: list[dict[str, Any]] = field(default_factory=list)
     torn: str | None = None
+    lines: list[int] = field(default_factory=list)
 
 
-def _document_error(path: Path, number: int, problem: str) -> CassetteError:
-    return CassetteError(
-        path, f"document {number} {problem}", "re-record it with --mode record or fix that document"
-    )
+_RE_RECORD = "re-record it with --mode record or fix that document"
+# How many more values than its length a cassette may hold through YAML aliases; the
+# writer never writes one, so this is only room for a hand edit.
+_ALIAS_ALLOWANCE = 100_000
+# The fast reader caches header lines that repeat (Content-Type, Host, ...): one list
+# object for all of them. Bounded: cleared when it holds this many distinct lines.
+_PAIR_CACHE_SIZE = 10_000
 
 
+def _document_error(path: Path, number: int, line: int, problem: str) -> CassetteError:
+    return CassetteError(path, f"document {number} {problem}", _RE_RECORD, line)
 
 
 def _load_own_format(data: bytes) -> list[Any] | None:
-    """The documents of a cassette exactly as ``dump_document`` writes them, parsed with
-    ``json.loads`` per value (several times faster than YAML for a 100,000-interaction
-    replay); None for anything else, which then goes through the YAML reader."""
+    """The documents of ``data`` as the fast reader sees them (None: not the writer's own
+    format); kept for comparing the two readers."""
+    read = _read_own_format(io.BytesIO(data))
+    return None if read is None else [doc for _, doc in read[0]]
+
+
+def _read_own_format(file: BinaryIO) -> tuple[list[tuple[int, dict[str, Any]]], int] | None:
+    """The complete documents (with the line each starts at) of a cassette exactly as
+    ``dump_document`` writes them, and the number of bytes after the last one; None for
+    anything else, which then goes through the YAML reader.
+
+    Read a block at a time, cut at end markers, and parsed with the JSON scanner per value:
+    several times faster than YAML, and the file is never held whole (as bytes, then text,
+    then pieces). Lines may end in CRLF (git's autocrlf). A value that could need a check
+    only the YAML reader makes (deep nesting, a surrogate escape) sends the file there."""
+    documents: list[tuple[int, dict[str, Any]]] = []
+    pairs: dict[str, list[Any]] = {}
+    # appended to in place, so a document longer than a block is not copied once per block
+    buffer, line, searched = bytearray(), 1, 0
+    while True:
+        block = file.read(_BLOCK)
+        buffer += block
+        start = 0
+        for marker in _END_BYTES.finditer(buffer, max(0, searched - 8)):
+            chunk = buffer[start:marker.start()]
+            if chunk.strip():
+                document = _own_chunk(chunk, pairs)
+                if document is None:
+                    return None
+                documents.append((line + 1, document))  # its first line after ---
+            line += chunk.count(b"\n") + 2
+            start = marker.end()
+        del buffer[:start]
+        searched = len(buffer)
+        if not block:
+            return documents, (len(buffer) if buffer.strip() else 0)
+
+
+_BLOCK = 1 << 20
+_END_BYTES = re.compile(rb"\n\.\.\.\r?\n")
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
+
+
+def _json(text: str) -> Any:
+    """One JSON value filling ``text`` (the scanner, without json.loads' layers)."""
+    value, end = _SCAN(text, 0)
+    if end != len(text):
+        raise ValueError("text after the value")
+    return value
+
+
+def _own_chunk(chunk: bytes | bytearray, pairs: dict[str, list[Any]]) -> dict[str, Any] | None:
+    """One document's bytes (without its end marker) as ``_own_document`` reads them."""
     try:
-        text = data.decode("utf-8")
+        text = chunk.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    documents = []
-    for chunk in text.split("\n...\n"):
-        if chunk.strip():
-            document = _own_document(chunk.split("\n"))
-            if document is None:
-                return None
-            documents.append(document)
-    return documents
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if text.endswith("\r"):
+            text = text[:-1]
+    if "\\ud" in text or "\\uD" in text:
+        return None  # perhaps a lone surrogate: the YAML reader checks and names the line
+    lines = text.split("\n")
+    if text.count("[") + text.count("{") > MAX_DEPTH and any(
+            line.count("[") + line.count("{") > MAX_DEPTH for line in lines):
+        return None  # perhaps nested too deeply: the YAML reader checks and names the line
+    return _own_document(lines, pairs)
 
 
-def _own_document(lines: list[str]) -> dict[str, Any] | None:
+def _own_document(lines: list[str], pairs: dict[str, list[Any]]) -> dict[str, Any] | None:
     """One document: ``key: <json>`` lines, ``key:`` opening a mapping indented by two, and
     ``- <json>`` items under ``key:`` (at the key's indent), as ``dump_document`` writes."""
     if lines[0] != "---":
@@ -159,6 +234,7 @@ def _own_document(lines: list[str]) -> dict[str, Any] | None:
     opened: tuple[dict[str, Any], str, int] | None = None  # "key:" waiting for its block
     items: list[Any] | None = None
     items_indent = -1
+    intern = sys.intern
     try:
         for line in lines[1:]:
             indent = 2 if line.startswith("  ") else 0
@@ -170,7 +246,15 @@ def _own_document(lines: list[str]) -> dict[str, Any] | None:
                     items_indent, opened = indent, None
                 if items is None or indent != items_indent:
                     return None
-                items.append(json.loads(body[2:]))
+                item = pairs.get(body)
+                if item is None:
+                    item = _json(body[2:])
+                    if type(item) is list and len(item) == 2 and type(item[0]) is str:
+                        item[0] = intern(item[0])
+                        if len(pairs) >= _PAIR_CACHE_SIZE:
+                            pairs.clear()
+                        pairs[body] = item
+                items.append(item)
                 continue
             items = None
             if indent:
@@ -190,62 +274,107 @@ def _own_document(lines: list[str]) -> dict[str, Any] | None:
             key, sep, rest = body.partition(":")
             if not sep or not key.isidentifier():
                 return None
+            key = intern(key)
             if not rest:
                 opened = (container, key, indent)
             elif rest[0] == " ":
-                container[key] = json.loads(rest[1:])
+                container[key] = _json(rest[1:])
             else:
                 return None
-    except ValueError:
+    except (ValueError, StopIteration, RecursionError):
         return None
     return None if opened is not None else root
 
 
-def load_cassette(path: str | os.PathLike[str]) -> Cassette:
-    """Read and check a cassette; a torn last document is dropped and reported in ``torn``."""
-    path = Path(path)
+def _open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading, if it is a regular file. Opened without blocking, so a
+    FIFO (which would wait forever for a writer) is refused rather than waited on."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise CassetteError(path, "no such file", "record one first with --mode record") from None
+    except IsADirectoryError:
+        raise CassetteError(path, "is a folder, not a file", "pass the cassette file inside it") from None
     except OSError as exc:
         raise CassetteError(path, f"cannot be read ({exc.strerror})", "check the path and its permissions") from None
-    cut = data.rfind(_END)
-    complete, tail = (b"", data) if cut < 0 else (data[: cut + len(_END)], data[cut + len(_END):])
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a pipe, socket or device)"
+        raise CassetteError(path, f"is {what}", "pass the cassette file written by --mode record")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def load_cassette(path: str | os.PathLike[str]) -> Cassette:
+    """Read and check a cassette; a torn last document is dropped and reported in ``torn``.
+
+    Raises ``CassetteError`` (naming the file, and the document and line where there is
+    one) for anything it cannot use, and for nothing else: once loaded, every interaction
+    can be indexed by ``addons.matching`` and replayed."""
+    path = Path(path)
+    collecting = gc.isenabled()
+    gc.disable()  # millions of new containers, none garbage: collections would only cost time
+    try:
+        with _open_regular(path) as file:
+            try:
+                read = _read_own_format(file)
+                if read is None or not read[0]:  # the YAML reader names what it holds instead
+                    file.seek(0)
+                    read = _load_yaml(path, file.read())
+            except OSError as exc:
+                raise CassetteError(path, f"cannot be read ({exc.strerror})",
+                                    "check the path and its permissions") from None
+    finally:
+        if collecting:
+            gc.enable()
+    located, tail = read
     torn = None
-    if tail.strip():
-        torn = (f"its last document is incomplete ({len(tail)} bytes after the last complete "
+    if tail:
+        torn = (f"its last document is incomplete ({tail} bytes after the last complete "
                 f"one, probably cut off by a crash) and was dropped")
-    documents = _load_own_format(complete)
-    if documents is None:
-        documents = _load_yaml(path, complete)
-    documents = [d for d in documents if d is not None]
-    if not documents:
+    located = [(line, d) for line, d in located if d is not None]
+    if not located:
         raise CassetteError(path, "is empty or holds no complete document", "record one with --mode record")
-    header = documents[0]
+    header = located[0][1]
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CassetteError(path, f"is not an exportjobs cassette (its first document lacks format: {FORMAT})",
                             "pass a file written by --mode record")
-    if not isinstance(header.get("version"), int) or header["version"] > VERSION:
-        raise CassetteError(path, f"has format version {header.get('version')!r}, this tool reads {VERSION}",
+    version = header.get("version")
+    if type(version) is not int or version > VERSION:
+        raise CassetteError(path, f"has format version {version!r}, this tool reads {VERSION}",
                             "upgrade exportjobs or re-record it")
-    interactions = documents[1:]
-    for number, item in enumerate(interactions, start=2):
-        if not isinstance(item, dict):
-            raise _document_error(path, number, "is not a mapping")
-        request, response = item.get("request"), item.get("response")
-        if not isinstance(request, dict) or not isinstance(request.get("method"), str) \
-                or not isinstance(request.get("url"), str):
-            raise _document_error(path, number, "has no request method and url")
-        if not isinstance(response, dict) or not isinstance(response.get("status"), int):
-            raise _document_error(path, number, "has no response status")
-        if not isinstance(item.get("interaction", 0), int):
-            raise _document_error(path, number, "has an interaction number that is not a whole number")
-        for side, message in (("request", request), ("response", response)):
-            problem = _message_problem(message)
-            if problem:
-                raise _document_error(path, number, f"has a {side} whose {problem}")
-    return Cassette(path, header, interactions, torn)
+    interactions = [d for _, d in located[1:]]
+    lines = [line for line, _ in located[1:]]
+    for number, (line, item) in enumerate(located[1:], start=2):
+        problem = _interaction_problem(item)
+        if problem:
+            raise _document_error(path, number, line, problem)
+    return Cassette(path, header, interactions, torn, lines)
+
+
+def _interaction_problem(item: Any) -> str | None:
+    """What makes an interaction unusable for the matcher or replay, if anything."""
+    if not isinstance(item, dict):
+        return "is not a mapping"
+    request, response = item.get("request"), item.get("response")
+    if not isinstance(request, dict) or not isinstance(request.get("method"), str) \
+            or not isinstance(request.get("url"), str):
+        return "has no request method and url"
+    try:
+        urlsplit(request["url"])
+    except ValueError as exc:
+        return f"has a request url that is not a URL ({exc})"
+    if not isinstance(response, dict) or type(response.get("status")) is not int \
+            or not 100 <= response["status"] <= 999:
+        return "has no response status (a number from 100 to 999)"
+    if not isinstance(item.get("interaction", 0), int):
+        return "has an interaction number that is not a whole number"
+    for side, message in (("request", request), ("response", response)):
+        problem = _message_problem(message)
+        if problem:
+            return f"has a {side} whose {problem}"
+    return None
 
 
 def _message_problem(message: dict[str, Any]) -> str | None:
@@ -266,14 +395,74 @@ def _message_problem(message: dict[str, Any]) -> str | None:
     return None
 
 
-def _load_yaml(path: Path, data: bytes) -> list[Any]:
-    """Any YAML stream: the reference reader (hand-edited cassettes land here)."""
+class _YamlLoader(CheckedConstruction, _Loader):  # type: ignore[misc, valid-type]
+    """The cassette's YAML reader: libyaml when available, values a tag cannot build named."""
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """``data`` as text, or a ``CassetteError`` saying what it is instead."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CassetteError(path, "is UTF-16 text", "convert it to UTF-8 (iconv -f UTF-16 -t UTF-8) "
+                            "or re-record it with --mode record")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise CassetteError(path, "holds a NUL character: it is binary (or UTF-16) data, not a "
+                            "cassette", "pass the file --mode record writes", data.count(b"\n", 0, nul) + 1)
     try:
-        return list(yaml.load_all(data, Loader=_Loader))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CassetteError(path, f"is not UTF-8 text (byte 0x{data[exc.start]:02x} is not text)",
+                            "a cassette is the UTF-8 YAML --mode record writes; pass that file",
+                            line) from None
+    return text
+
+
+def _load_yaml(path: Path, data: bytes) -> tuple[list[tuple[int, Any]], int]:
+    """Any YAML stream (hand-edited cassettes land here), each document bounded and checked
+    (``check_nodes``: JSON values only, aliases and nesting bounded) before it is built.
+
+    Only the part up to the last end marker is read (the rest is a torn tail: a crash may
+    have cut it anywhere, even inside a character); a file without any is still decoded,
+    so that binary data or UTF-16 is named as such rather than as an empty cassette."""
+    cut = max((m.end() for m in _END_BYTES.finditer(data, max(0, len(data) - _BLOCK))), default=-1)
+    if cut < 0:
+        cut = max((m.end() for m in _END_BYTES.finditer(data)), default=-1)
+    if cut < 0:
+        _decode(path, data)
+        return [], len(data) if data.strip() else 0
+    complete = _decode(path, data[:cut])
+    tail = len(data) - cut if data[cut:].strip() else 0
+    documents: list[tuple[int, Any]] = []
+    budget = len(complete) + _ALIAS_ALLOWANCE
+    try:
+        loader = _YamlLoader(complete)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise CassetteError(path, f"is not valid YAML{where}", "re-record it with --mode record") from None
+        raise CassetteError(path, f"is not valid YAML ({exc})", _RE_RECORD) from None
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            budget -= check_nodes(node, budget, json_only=True)
+            documents.append((node.start_mark.line + 1, loader.construct_document(node)))
+    except YamlError as exc:
+        raise CassetteError(path, f"document {len(documents) + 1}: {exc.message}", _RE_RECORD,
+                            exc.line) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        if mark is not None:
+            line = mark.line + 1
+        elif isinstance(getattr(exc, "position", None), int):
+            line = complete.count("\n", 0, exc.position) + 1
+        else:
+            line = 0
+        problem = " ".join(str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)
+                                                  or getattr(exc, "reason", None)) if part) or "a syntax error"
+        if "nesting depth" in problem:  # libyaml's own bound (1,000 levels)
+            problem = "the YAML is nested too deeply; write it flatter"
+        raise CassetteError(path, f"is not valid YAML ({problem})", _RE_RECORD, line) from None
+    finally:
+        loader.dispose()
+    return documents, tail
 
 
 # --- writing ---------------------------------------------------------------------------------

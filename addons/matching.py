@@ -10,13 +10,16 @@ same with 10 or 100,000 recordings.
 from __future__ import annotations
 
 import enum
+import gc
 import json
+import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from addons.cassette import Cassette, load_cassette
 from simulator.routes import match_exportjobs
 
 Key = tuple[str, str, tuple[tuple[str, str], ...], tuple[str, str] | None]
@@ -90,11 +93,17 @@ class ReplayIndex:
         self.exhausted = exhausted
         groups: dict[Key, list[dict[str, Any]]] = {}
         count = 0
-        for item in interactions:
-            if INJECTED in item:
-                continue
-            groups.setdefault(request_key(item["request"]), []).append(item)
-            count += 1
+        collecting = gc.isenabled()
+        gc.disable()  # a key per recording, none garbage: collections would only cost time
+        try:
+            for item in interactions:
+                if INJECTED in item:
+                    continue
+                groups.setdefault(request_key(item["request"]), []).append(item)
+                count += 1
+        finally:
+            if collecting:
+                gc.enable()
         self._sequences: dict[Key, _Sequence] = {}
         for key, items in groups.items():
             items.sort(key=lambda i: i.get("interaction", 0))  # arrival order at the proxy
@@ -115,3 +124,13 @@ class ReplayIndex:
         if self.exhausted == REPEAT_LAST:
             return Take(Outcome.REPEAT, sequence.items[-1], served + 1, total)
         return Take(Outcome.EXHAUSTED, None, served + 1, total)
+
+
+def load_index(path: str | os.PathLike[str], exhausted: str = REPEAT_LAST) -> tuple[Cassette, ReplayIndex]:
+    """A cassette and its replay index: loaded means indexed. Raises ``CassetteError`` (the
+    file, the document and line, what to do) and nothing else for any file: the loader
+    admits only interactions whose every value a key or a replayed response is made from is
+    checked (JSON values, bounded in size and depth, a url that splits), so indexing what it
+    returns cannot fail."""
+    cassette = load_cassette(path)
+    return cassette, ReplayIndex(cassette.interactions, exhausted)

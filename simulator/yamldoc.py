@@ -3,6 +3,12 @@
 One reader for every such file. It refuses what PyYAML would otherwise take silently (a
 key given twice, a key that is a list or a mapping, an alias that holds itself), and it
 keeps the parsed nodes, so a problem found later in the data can still name its line.
+
+Files are shared, so they are bounded before anything is built from them: ``check_nodes``
+(also used by the cassette reader) measures the composed node graph as it would be once
+every alias is written out, and refuses, naming the line, a document that would expand past
+a budget (the "billion laughs": ten aliases of ten aliases ... are ten billion values to
+anything that copies or serialises the data) or nest deeper than ``MAX_DEPTH``.
 """
 
 from __future__ import annotations
@@ -10,7 +16,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import re
+
 import yaml
+
+# Deeper than any file a person writes, far below Python's recursion limit (about three
+# interpreter frames per level in the composer and constructor, and more in consumers).
+MAX_DEPTH = 200
+# Values an alias-free document may hold is bounded by its length; this much more may come
+# from aliases (anchors reused for repeated headers or bodies) before the file is refused.
+ALIAS_ALLOWANCE = 1_000_000
+# Python refuses to turn longer digit strings into an int (sys.get_int_max_str_digits).
+MAX_INT_DIGITS = 4000
+
+_STR, _INT, _FLOAT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_JSON_SCALARS = frozenset({_STR, _INT, _FLOAT, "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"})
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class YamlError(Exception):
@@ -63,16 +84,132 @@ class YamlDocument:
         return node.start_mark.line + 1
 
 
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def check_nodes(root: yaml.Node, budget: int, *, json_only: bool = False) -> int:
+    """The number of values ``root`` holds once every alias is written out; raises
+    ``YamlError`` naming the line when that passes ``budget``, when it nests deeper than
+    ``MAX_DEPTH``, or when an alias holds the node it is in.
+
+    Iterative, and each node is measured once however many aliases share it (sizes and
+    depths are memoised by node), so the check itself is linear in the text. With
+    ``json_only`` every value must also be one JSON has: text, a number, true/false, null,
+    a list, or a mapping whose keys are text (no dates, sets, binary or other tags).
+    """
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            children = _children(node)
+            total = 1 + sum(size[id(c)] for c in children)
+            deep = 1 + max((height[id(c)] for c in children), default=0)
+            if total > budget:
+                raise YamlError(_line(node), f"this value would hold more than {budget:,} values "
+                                "once its YAML aliases are written out; write it out, "
+                                "or use fewer aliases")
+            if deep > MAX_DEPTH:
+                raise YamlError(_line(node), f"the YAML is nested too deeply (more than "
+                                f"{MAX_DEPTH} levels from here); write it flatter")
+            size[key], height[key] = total, deep
+            open_.discard(key)
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            raise YamlError(_line(node), "a YAML alias refers to the node that holds it; "
+                            "write the value out instead")
+        if json_only:
+            _check_json_node(node)
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node))
+    return size[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    return []
+
+
+def _check_json_node(node: yaml.Node) -> None:
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag not in _JSON_SCALARS:
+            kind = node.tag.rpartition(":")[2] or node.tag
+            raise YamlError(_line(node), f"a {kind} value ({str(node.value)[:40]!r}) is not one "
+                            "JSON can carry; quote it to make it text")
+        if node.tag == _INT and len(node.value) > MAX_INT_DIGITS:
+            raise YamlError(_line(node), f"a number with more than {MAX_INT_DIGITS} digits; "
+                            "quote it to make it text")
+        if node.tag == _STR and _SURROGATE.search(node.value):
+            raise YamlError(_line(node), "text holds a lone UTF-16 surrogate (an escape such as "
+                            "\\ud800), which no UTF-8 text can hold; remove it")
+    elif isinstance(node, yaml.MappingNode):
+        if node.tag != "tag:yaml.org,2002:map":
+            raise YamlError(_line(node), f"a {node.tag.rpartition(':')[2]} mapping is not one JSON "
+                            "can carry; write a plain mapping")
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag != _STR:
+                raise YamlError(_line(key), "a key that is not text (a number, a date, a list "
+                                "or a merge '<<'); quote it")
+    elif node.tag != "tag:yaml.org,2002:seq":
+        raise YamlError(_line(node), f"a {node.tag.rpartition(':')[2]} list is not one JSON "
+                        "can carry; write a plain list")
+
+
+class CheckedConstruction:
+    """A loader mixin: a value its tag cannot build (``!!int abc``, ``!!float x``, a date
+    such as 2026-13-45) is a ``YamlError`` naming its line, not a Python error."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)  # type: ignore[misc]
+        except (ValueError, TypeError, AttributeError, OverflowError, KeyError, IndexError):
+            kind = node.tag.rpartition(":")[2] or node.tag
+            raise YamlError(_line(node), f"{str(node.value)[:40]!r} is not a valid {kind}; "
+                            "fix the value or quote it to make it text") from None
+
+
+class _Loader(CheckedConstruction, yaml.SafeLoader):
+    """The pure-Python loader (marks and messages people read), with nesting bounded while
+    composing: the composer recurses once per level, so depth is counted before Python's
+    own recursion limit can turn deep nesting into an error without a line."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise YamlError(self.peek_event().start_mark.line + 1,
+                                f"the YAML is nested too deeply (more than {MAX_DEPTH} levels); "
+                                "write it flatter")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def read_yaml(text: str) -> YamlDocument:
-    """Parse one YAML document (safe types only); raises ``YamlError`` naming the line."""
+    """Parse one YAML document (safe types only); raises ``YamlError`` naming the line.
+
+    The document is bounded (``check_nodes``) before any Python value is built from it."""
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
     except yaml.YAMLError as exc:  # e.g. a control character the YAML reader refuses
         raise YamlError(0, f"not valid YAML: {exc}") from None
     try:
         root = loader.get_single_node()
         if root is None:
             return YamlDocument(None, None)
+        check_nodes(root, len(text) + ALIAS_ALLOWANCE)
         problems: list[YamlProblem] = []
         _KeyCheck(problems).visit(root, ())
         return YamlDocument(loader.construct_document(root), root, tuple(problems))

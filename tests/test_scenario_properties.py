@@ -20,10 +20,19 @@ from simulator.scenario import ScenarioError, parse_scenario, schema
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 
+RAW = "@@RAW@@"
 HOSTILE_TEXT = st.sampled_from([
     "/beta/employeeExperience/goals/exportJobs", "/", "", "x", "${v}", "/${v}", "${nope}",
     "http://127.0.0.1:99999", "http://[::1", "https://h/", "a\nb", "caf\u00e9", "/caf\u00e9",
-    "(a+)+$", "[", "\t", " ", "value.0.id", "error..code", "GET", "POST", "guid", "1e9",
+    "(a+)+$", "[", "\t", " ", "value.0.id", "error..code", "GET", "POST", "guid", "1e9", RAW,
+])
+# YAML written out where a generated value said RAW: what a dumper would never produce.
+RAW_YAML = st.sampled_from([
+    "!!float abc", "!!int 12x", "!!bool maybe", "!!null x", "!!timestamp 2026-13-45", "!!binary aGk=",
+    "!!binary '%%%'", "!!set {a, b}", "!!omap [{a: 1}]", "!!pairs [{a: 1}]", "2026-01-01", "2026-01-01 10:00:00",
+    ".inf", "-.inf", ".nan", "9" * 5000, "!!python/tuple [1]", "*nowhere", "&x [*x]", "[" * 90 + "]" * 90,
+    '"\\ud800"', '"\\x00"', '"a\\nb"', '"caf\\u00e9"', "!!str", "!custom 1", "0x1F", "0o17", "1_000",
+    "1:20", "'${v}'", "~", "!!float 1e400", "-0.0", "!!int -0",
 ])
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.integers(min_value=-(10**30), max_value=10**30),
@@ -126,9 +135,12 @@ def _load_and_check(text: str) -> None:
 
 
 @SETTINGS
-@given(DOCUMENTS)
-def test_generated_scenarios_load_or_name_a_line(document):
-    _load_and_check(_dump(document))
+@given(DOCUMENTS, st.data())
+def test_generated_scenarios_load_or_name_a_line(document, data):
+    text = _dump(document)
+    while f"'{RAW}'" in text:
+        text = text.replace(f"'{RAW}'", data.draw(RAW_YAML), 1)
+    _load_and_check(text)
 
 
 @SETTINGS

@@ -160,10 +160,13 @@ def _read(text: str, source: str) -> YamlDocument:
         raise ScenarioError([Problem(source, exc.line, exc.message)]) from None
     except RecursionError:
         raise ScenarioError([Problem(source, 0, "the YAML is nested too deeply; write it flatter")]) from None
-    except (ValueError, TypeError, OverflowError) as exc:  # a scalar its tag cannot build
+    except Exception as exc:  # noqa: BLE001 - see below
+        # A scalar its tag cannot build: PyYAML's constructors raise whatever their own
+        # parsing raises (ValueError for !!float abc, AttributeError for a timestamp its
+        # resolver took and its constructor cannot read, ...). Found again, by line, below.
+        reason = str(exc).split(";")[0] if isinstance(exc, ValueError) else "not a value of its type"
         raise ScenarioError([Problem(source, _unbuildable_line(text),
-                                     f"a value YAML cannot build ({str(exc).split(';')[0]}); "
-                                     "quote it to keep it as text")]) from None
+                                     f"a value YAML cannot build ({reason}); quote it to keep it as text")]) from None
 
 
 def _scalar_problem(value: Any) -> str | None:

@@ -113,6 +113,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-json", metavar="FILE", help="write the full report as JSON")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML, one test case per step")
     p.add_argument("--cacert", metavar="FILE", help="also trust this CA (PEM) for https targets")
+    p.add_argument("--connect-timeout", type=_positive, default=10.0, metavar="S",
+                   help="seconds to open a connection (default 10)")
+    p.add_argument("--timeout", type=_positive, default=30.0, metavar="S",
+                   help="seconds to wait for a response, for requests that set no timeout (default 30)")
     p.add_argument("--no-progress", action="store_true", help="never draw progress lines")
     p.set_defaults(func=_run)
 
@@ -125,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     from simulator.report import print_summary, write_json, write_junit
     from simulator.runner import RunAborted, run_scenario
     from simulator.scenario import ScenarioError, load_scenario
+    from simulator.transport import RequestError, check_base_url
 
     def usage(message: str) -> int:
         print(f"exportjobs run: {message}", file=sys.stderr)
@@ -139,6 +144,11 @@ def _run(args: argparse.Namespace) -> int:
     for flag, url in (("--target", args.target), ("--proxy", args.proxy)):
         if url is not None and not _URL.match(url):
             return usage(f"{flag} {url!r}: give a base URL such as http://127.0.0.1:8000")
+        if url is not None:
+            try:
+                check_base_url(url, flag)
+            except RequestError as exc:
+                return usage(str(exc))
     ssl_context = None
     if args.cacert:
         import ssl
@@ -158,10 +168,16 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(run_scenario(scenario, target=args.target, proxy=args.proxy,
                                           overrides=overrides, ssl_context=ssl_context,
-                                          progress=progress))
+                                          progress=progress, connect_timeout=args.connect_timeout,
+                                          response_timeout=args.timeout))
     except RunAborted as exc:
         print(f"exportjobs run: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ScenarioError as exc:
+        print(exc, file=sys.stderr)
+        print(f"exportjobs run: {args.scenario} cannot be sent as written; nothing was sent",
+              file=sys.stderr)
+        return 2
     print_summary(result, sys.stdout)
     try:
         if args.report_json:
@@ -171,6 +187,9 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"exportjobs run: cannot write the report: {exc}", file=sys.stderr)
         return 2
+    if result.stopped is not None:
+        print(f"exportjobs run: {result.stopped}; is it running and answering?", file=sys.stderr)
+        return 3
     return 0 if result.ok else 1
 
 

@@ -2,13 +2,25 @@
 
 Every check yields a ``Check`` that says what was expected and what came back, so a
 broken expectation reads as a sentence in the report.
+
+Patterns are searched with bounded time: Python's ``re`` backtracks, so a pattern such as
+``(a+)+$`` can take longer than the universe on a 40-character value, and nothing in a
+running search can be interrupted. A pattern of the simple shape (at most one repetition,
+none inside another, no alternation inside a repetition, no back-reference) on a value of at
+most ``_SIMPLE_SUBJECT`` characters is searched here, where its cost is at worst quadratic in
+that bound; any other search runs in a worker process that is killed after
+``MATCH_TIME_LIMIT_S``, and the check then fails saying so.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import re
+import re._constants as _sre
+import re._parser as _sre_parse
 from collections import Counter
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
 from simulator.transport import Outcome
@@ -34,6 +46,117 @@ def _show(value: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+MATCH_TIME_LIMIT_S = 1.0
+_SIMPLE_SUBJECT = 10_000
+_REPEATS = (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT)
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` cannot be used as an expectation (it does not compile), or None."""
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        reason = exc if isinstance(exc, re.error) else "it is nested too deeply"
+        return f"pattern {pattern!r} is not a regular expression: {reason}"
+    return None
+
+
+def _simple(pattern: str) -> bool:
+    """True for a pattern whose search cannot backtrack worse than quadratically: at most
+    one repetition of more than one, not inside another, with no alternation inside it
+    and no back-reference anywhere."""
+    try:
+        parsed = _sre_parse.parse(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return False
+    repeats = 0
+    stack: list[tuple[Any, bool]] = [(parsed, False)]
+    while stack:
+        items, in_repeat = stack.pop()
+        for op, av in items:
+            if op in _REPEATS:
+                low, high, sub = av
+                if high > 1:
+                    repeats += 1
+                    if in_repeat or repeats > 1:
+                        return False
+                stack.append((sub, in_repeat or high > 1))
+            elif op is _sre.BRANCH:
+                if in_repeat:
+                    return False
+                stack.extend((branch, in_repeat) for branch in av[1])
+            elif op is _sre.SUBPATTERN:
+                stack.append((av[3], in_repeat))
+            elif op in (_sre.ASSERT, _sre.ASSERT_NOT):
+                stack.append((av[1], in_repeat))
+            elif op is _sre.ATOMIC_GROUP:
+                stack.append((av, in_repeat))
+            elif op in (_sre.GROUPREF, _sre.GROUPREF_EXISTS):
+                return False
+    return True
+
+
+def _serve_searches(conn: Connection) -> None:
+    """The worker process: answer ``(pattern, text)`` with whether the pattern is found."""
+    conn.send("ready")
+    while True:
+        try:
+            pattern, text = conn.recv()
+        except EOFError:
+            return
+        conn.send(re.search(pattern, text) is not None)
+
+
+class _Searcher:
+    """One worker process for searches that might not end, replaced when one overruns."""
+
+    def __init__(self) -> None:
+        self.process: Any = None
+        self.conn: Connection | None = None
+        self.too_slow: set[str] = set()  # patterns that overran once: not tried again
+
+    def _start(self) -> Connection:
+        if self.process is None or not self.process.is_alive() or self.conn is None:
+            context = multiprocessing.get_context("spawn")
+            self.conn, child = context.Pipe()
+            self.process = context.Process(target=_serve_searches, args=(child,), daemon=True,
+                                           name="exportjobs-pattern-search")
+            self.process.start()
+            child.close()
+            if not self.conn.poll(30) or self.conn.recv() != "ready":
+                self._stop()
+                raise RuntimeError("the pattern search process did not start")
+        return self.conn
+
+    def _stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.join()
+        self.process, self.conn = None, None
+
+    def search(self, pattern: str, text: str, limit: float) -> bool | None:
+        """Whether ``pattern`` is found in ``text``; None when it took longer than ``limit``."""
+        if pattern in self.too_slow:
+            return None
+        conn = self._start()
+        conn.send((pattern, text))
+        if conn.poll(limit):
+            return bool(conn.recv())
+        self._stop()
+        self.too_slow.add(pattern)
+        return None
+
+
+_searcher = _Searcher()
+
+
+def search(pattern: str, text: str, *, limit: float = MATCH_TIME_LIMIT_S) -> bool | None:
+    """``re.search(pattern, text) is not None`` in bounded time; None when it overran."""
+    if len(text) <= _SIMPLE_SUBJECT and _simple(pattern):
+        return re.search(pattern, text) is not None
+    return _searcher.search(pattern, text, limit)
+
+
 def _match(matcher: Any, actual: Any) -> tuple[bool, str]:
     """(holds, expected-as-text) for one matcher against one value."""
     if isinstance(matcher, dict):
@@ -41,8 +164,15 @@ def _match(matcher: Any, actual: Any) -> tuple[bool, str]:
             want = matcher["present"]
             return (actual is not MISSING) == want, "present" if want else "absent"
         if "pattern" in matcher:
-            ok = actual is not MISSING and re.search(matcher["pattern"], str(actual)) is not None
-            return ok, f"a match for /{matcher['pattern']}/"
+            wanted = f"a match for /{matcher['pattern']}/"
+            if actual is MISSING:
+                return False, wanted
+            text = str(actual)
+            found = search(matcher["pattern"], text)
+            if found is None:
+                return False, (f"{wanted} (the search gave up after {MATCH_TIME_LIMIT_S:g} s on "
+                               f"{len(text):,} characters; write a pattern that backtracks less)")
+            return found, wanted
         matcher = matcher["equals"]
     if isinstance(actual, str) and not isinstance(matcher, str):
         return actual == str(matcher), _show(matcher)  # header values are text

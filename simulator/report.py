@@ -38,6 +38,7 @@ def run_data(run: RunResult) -> dict[str, Any]:
         "proxy": shown_url(run.proxy),
         "emulator_control": run.emulator,
         "ok": run.ok,
+        "stopped": run.stopped,
         "duration_s": round(run.duration_s, 3),
         # Only generated values: enough to repeat the run with --var, and never a secret
         # a user passed in (a token given with --var, say).
@@ -122,6 +123,8 @@ def print_summary(run: RunResult, out: TextIO, *, label: str | None = None) -> N
     passed = sum(1 for s in run.steps if s.ok)
     checks = sum(len(s.checks) for s in run.steps)
     broken = sum(1 for s in run.steps for c in s.checks if not c.ok)
+    if run.stopped is not None:
+        print(f"  STOPPED: {run.stopped}", file=out)
     verdict = "PASSED" if run.ok else "FAILED"
     print(f"  {verdict}: {passed} of {len(run.steps)} steps, {checks - broken} of {checks} checks held, "
           f"in {run.duration_s:.1f} s", file=out)

@@ -1,7 +1,12 @@
 """Running a scenario: each step sends its traffic, checks its expectations, saves values.
 
 A step whose inputs an earlier step failed to save is skipped (and says which value it
-lacked) rather than sent with a hole in it.
+lacked) rather than sent with a hole in it. Whatever happens inside a step ends as that
+step's result, so the run always reaches its summary and its reports: a value that cannot
+go where it is put is a broken check naming the step's line, and so is an internal error.
+Everything that is known before sending (the target, requests built only from variables)
+is checked before anything is sent. A step in which no request got any answer stops the
+run: the target is not answering, and every later step would only wait out its timeouts.
 """
 
 from __future__ import annotations
@@ -31,13 +36,17 @@ from simulator.expectations import (
 )
 from simulator.load import run_load
 from simulator.progress import Progress
-from simulator.scenario import Scenario, Step
+from simulator.scenario import Problem, Scenario, ScenarioError, Step
 from simulator.stats import TrafficStats
 from simulator.transport import (
+    CONNECT_TIMEOUT_S,
+    RESPONSE_TIMEOUT_S,
     BurstResult,
     Client,
     Outcome,
     PreparedRequest,
+    RequestError,
+    check_base_url,
     prepare_request,
     proxy_authorization,
     send_burst,
@@ -80,10 +89,48 @@ class RunResult:
     steps: list[StepResult]
     duration_s: float
     emulator: bool
+    stopped: str | None = None  # why the run stopped early: the target did not answer
 
     @property
     def ok(self) -> bool:
-        return all(s.ok for s in self.steps)
+        return self.stopped is None and all(s.ok for s in self.steps)
+
+
+def _request_specs(step: Step) -> list[tuple[str, dict[str, Any]]]:
+    """(where, request) for every request a step sends."""
+    if step.kind == "request":
+        return [("request", step.spec)]
+    if step.kind in ("burst", "poll"):
+        return [(f"{step.kind}.request", step.spec["request"])]
+    if step.kind == "load":
+        return [(f"load.mix[{j}].request", item["request"]) for j, item in enumerate(step.spec["mix"])]
+    return []
+
+
+def preflight(scenario: Scenario, variables: dict[str, Any], *, target: Any, proxy: Any) -> None:
+    """Raise ScenarioError for whatever cannot be sent and is known before sending: the
+    target and proxy, and every request built only from variables (not from values a
+    step saves, which are checked when their step runs)."""
+    problems = []
+    for what, url in (("target", target), ("proxy", proxy)):
+        if url is not None:
+            try:
+                check_base_url(url, what)
+            except RequestError as exc:
+                problems.append(Problem(scenario.source, scenario.lines.get(what, 0), str(exc)))
+    base = target if not problems and isinstance(target, str) else "http://127.0.0.1"
+    saved: set[str] = set()
+    for step in scenario.steps:
+        for where, spec in _request_specs(step):
+            if references(spec) & saved:
+                continue
+            try:
+                prepare_request(spec, variables, target=base, token=None)
+            except RequestError as exc:
+                problems.append(Problem(scenario.source, step.line, f"steps[{step.index}].{where}: {exc}"))
+        saved |= set(step.save)
+    if problems:
+        raise ScenarioError(problems)
 
 
 def _is_loopback(url: str) -> bool:
@@ -108,7 +155,7 @@ def resolve_token(scenario: Scenario) -> str:
     return fake_token(scenario.auth.get("scopes", READ_WRITE))
 
 
-async def _reachable(url: str, timeout: float = 3.0) -> str | None:
+async def _reachable(url: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
     """None when a TCP connection to ``url``'s host and port opens, else the reason."""
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -130,8 +177,11 @@ class Runner:
         variables: dict[str, Any],
         ssl_context: ssl.SSLContext | None = None,
         progress: Progress | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        response_timeout: float = RESPONSE_TIMEOUT_S,
     ) -> None:
         self.scenario = scenario
+        self.connect_timeout, self.response_timeout = connect_timeout, response_timeout
         self.target = target.rstrip("/")
         self.proxy = proxy
         self.variables = dict(variables)
@@ -139,6 +189,7 @@ class Runner:
         self.progress = progress or Progress(enabled=False)
         self.token = resolve_token(scenario)
         self._control: str | None = None
+        self._last_error = "no response"
 
     async def run(self) -> RunResult:
         if self.proxy:
@@ -148,21 +199,34 @@ class Runner:
                 raise RunAborted(f"proxy {shown_url(self.proxy)}: its credentials cannot be "
                                  f"sent ({exc}); check the user name and password", 2) from None
         for url in filter(None, (self.proxy, None if self.proxy else self.target)):
-            reason = await _reachable(url)
+            reason = await _reachable(url, self.connect_timeout)
             if reason is not None:
                 what = "proxy" if url == self.proxy else "target"
                 raise RunAborted(f"cannot reach the {what} {shown_url(url)} ({reason}); is it running?", 3)
         self._control = await self._find_control_api()
         started = time.perf_counter()
-        client = Client(proxy=self.proxy, ssl_context=self.ssl_context, limit=1000)
-        results = []
+        client = Client(proxy=self.proxy, ssl_context=self.ssl_context, limit=1000,
+                        connect_timeout=self.connect_timeout)
+        results: list[StepResult] = []
+        stopped = None
         try:
             for step in self.scenario.steps:
-                results.append(await self._run_step(client, step))
+                if stopped is not None:
+                    results.append(StepResult(step, skipped="not run: the target stopped answering"))
+                    continue
+                result = await self._run_step(client, step)
+                results.append(result)
+                if result.stats.total and not result.stats.statuses:
+                    stopped = (f"the target {shown_url(self.target)} did not answer step {step.index + 1} "
+                               f"({step.name}, {self.scenario.source}:{step.line}): "
+                               f"{result.details.get('no_answer', 'no response')}")
         finally:
             await client.close()
         return RunResult(self.scenario, self.target, self.proxy, self.variables, results,
-                         time.perf_counter() - started, self._control is not None)
+                         time.perf_counter() - started, self._control is not None, stopped)
+
+    def _timeout(self, spec: dict[str, Any]) -> float:
+        return float(spec.get("timeout", self.response_timeout))
 
     async def _find_control_api(self) -> str | None:
         """The emulator's control API at the target, if the target is one of ours on this machine."""
@@ -186,7 +250,17 @@ class Runner:
         started = time.perf_counter()
         run = {"request": self._request, "burst": self._burst, "poll": self._poll,
                "pause": self._pause, "load": self._load}[step.kind]
-        await run(client, step, result)
+        try:
+            await run(client, step, result)
+        except RequestError as exc:  # a saved value that cannot go where the step puts it
+            result.checks.append(Check("request", False, "a request that can be sent",
+                                       f"{exc} ({self.scenario.source}:{step.line})"))
+        except Exception as exc:  # noqa: BLE001 - an internal error fails this step, not the run
+            result.checks.append(Check("step", False, "the step to run",
+                                       f"an internal error ({type(exc).__name__}: {exc}) at "
+                                       f"{self.scenario.source}:{step.line}; please report it"))
+        if result.stats.total and not result.stats.statuses:
+            result.details["no_answer"] = self._last_error
         result.duration_s = time.perf_counter() - started
         return result
 
@@ -205,9 +279,10 @@ class Runner:
                     value = outcome.header(rule["header"]) or MISSING
                 else:
                     value = outcome.status
-            if value is MISSING:
+            if value is MISSING or value is None:  # null is no value: later steps are skipped
                 source = rule.get("json") or rule.get("header") or "status"
-                result.checks.append(Check(f"save {name}", False, f"a value at {source}", "nothing"))
+                result.checks.append(Check(f"save {name}", False, f"a value at {source}",
+                                           "null" if value is None else "nothing"))
             else:
                 self.variables[name] = value
 
@@ -223,7 +298,7 @@ class Runner:
         sends: list[dict[str, Any]] = []
         waited = 0.0
         while True:
-            outcome = await self._send_noted(client, request, step.spec.get("timeout", 30), started, sends)
+            outcome = await self._send_noted(client, request, self._timeout(step.spec), started, sends)
             result.stats.add(outcome.status, outcome.latency_s)
             if outcome.status not in statuses or len(sends) > retries:
                 break
@@ -239,12 +314,13 @@ class Runner:
             result.checks.append(check_retry_after(sends))
         self._save(step, result, lambda _: outcome)
 
-    @staticmethod
-    async def _send_noted(client: Client, request: PreparedRequest, timeout: float, started: float,
+    async def _send_noted(self, client: Client, request: PreparedRequest, timeout: float, started: float,
                           sends: list[dict[str, Any]]) -> Outcome:
         """Send once and note when (from ``started``), what came back, and any Retry-After."""
         sent = time.monotonic()
         outcome = await client.send(request, timeout=timeout)
+        if outcome.status is None:
+            self._last_error = f"{request.description}: {outcome.error}"
         answered = time.monotonic()
         sends.append({"sent_s": round(sent - started, 6),
                       "answered_s": round(answered - started, 6) if outcome.status is not None else None,
@@ -257,13 +333,14 @@ class Runner:
         release = spec.get("release", "none" if "spacing" in spec else "last-byte")
         if self._control:
             await self._control_call("DELETE", "/arrivals")
-        timeout = spec["request"].get("timeout", 30)
+        timeout = self._timeout(spec["request"])
         if "spacing" in spec:
             burst = await _spaced(client, request, spec["count"], float(spec["spacing"]), timeout)
             release = f"none, {float(spec['spacing']) * 1000:g} ms apart"
         else:
             burst = await send_burst(request, spec["count"], release, proxy=self.proxy,
-                                     ssl_context=self.ssl_context, timeout=timeout)
+                                     ssl_context=self.ssl_context, timeout=timeout,
+                                     connect_timeout=self.connect_timeout)
         for outcome in burst.outcomes:
             result.stats.add(outcome.status, outcome.latency_s)
         result.details.update(request=request.description, release=release, count=spec["count"],
@@ -275,6 +352,7 @@ class Runner:
         failures = [o.error for o in burst.outcomes if o.status is None]
         if failures:
             result.details["no_response"] = f"{len(failures)} (first: {failures[0]})"
+            self._last_error = f"{request.description}: {failures[0]}"
         result.checks += check_burst(step.expect, burst.outcomes, self.variables)
         picks = {"winner": winner(burst.outcomes), "first": burst.outcomes[0], "last": burst.outcomes[-1]}
         self._save(step, result, picks.get)
@@ -291,7 +369,9 @@ class Runner:
         sends: list[dict[str, Any]] = []
         with self.progress.task(f"poll {step.name}") as bar:
             while True:
-                outcome = await self._send_noted(client, request, spec["request"].get("timeout", 30),
+                # No try outlasts the poll's own deadline by more than a moment.
+                left = max(0.1, deadline - time.monotonic())
+                outcome = await self._send_noted(client, request, min(self._timeout(spec["request"]), left),
                                                  started, sends)
                 tries += 1
                 result.stats.add(outcome.status, outcome.latency_s)
@@ -323,7 +403,7 @@ class Runner:
         await asyncio.sleep(float(step.spec))
 
     async def _load(self, client: Client, step: Step, result: StepResult) -> None:
-        mix = [(item.get("weight", 1.0), self._prepare(item["request"]), item["request"].get("timeout", 30))
+        mix = [(item.get("weight", 1.0), self._prepare(item["request"]), self._timeout(item["request"]))
                for item in step.spec["mix"]]
         with self.progress.task(f"load {step.name}") as bar:
             details, checks = await run_load(client, step.spec, mix, result.stats, bar)
@@ -373,18 +453,23 @@ async def run_scenario(
     ssl_context: ssl.SSLContext | None = None,
     progress: Progress | None = None,
     emulator_config: EmulatorConfig | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    response_timeout: float = RESPONSE_TIMEOUT_S,
 ) -> RunResult:
-    """Run ``scenario`` against ``target`` (or the scenario's), or an embedded emulator."""
+    """Run ``scenario`` against ``target`` (or the scenario's), or an embedded emulator.
+    Raises ScenarioError, before sending anything, for what cannot be sent as written."""
     variables = scenario.resolve_variables(overrides)
     target = target or (interpolate(scenario.target, variables) if scenario.target else None)
     proxy = proxy or (interpolate(scenario.proxy, variables) if scenario.proxy else None)
+    preflight(scenario, variables, target=target, proxy=proxy)
     embedded = None
     if target is None:
         embedded = EmbeddedEmulator(emulator_config).start()
         target = embedded.url
     try:
         runner = Runner(scenario, target=target, proxy=proxy, variables=variables,
-                        ssl_context=ssl_context, progress=progress)
+                        ssl_context=ssl_context, progress=progress, connect_timeout=connect_timeout,
+                        response_timeout=response_timeout)
         return await runner.run()
     finally:
         if embedded is not None:

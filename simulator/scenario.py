@@ -8,7 +8,9 @@ a scenario has loaded cleanly.
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -17,12 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import yaml
 
+from simulator.expectations import pattern_problem
 from simulator.values import GENERATORS, parse_path, references
 from simulator.yamldoc import YamlDocument, YamlError, read_yaml
 
 STEP_KINDS = ("request", "burst", "poll", "pause", "load")
 BURST_ONLY = ("counts", "invariants", "each")
+
+# Bounds on what a scenario file may hold, so that reading one takes bounded time and memory
+# and nothing after the loader (schema, interpolation, JSON encoding) can recurse too deep.
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+_MAX_INT = 2**64  # beyond 64 bits JSON tools disagree about a number
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class Scenario:
     auth: dict[str, str]
     variables: dict[str, Any]
     steps: list[Step]
+    lines: dict[str, int] = field(default_factory=dict)  # line of each top-level key
 
     def resolve_variables(self, overrides: dict[str, str] | None = None) -> dict[str, Any]:
         """Literal and generated values for this run; ``overrides`` (from --var) win."""
@@ -83,13 +95,145 @@ def schema() -> dict[str, Any]:
 # --- YAML with line numbers ------------------------------------------------------------------
 
 
-def _normalise(value: Any) -> Any:
-    """Mapping keys become strings (YAML reads ``201: 1`` with an integer key)."""
-    if isinstance(value, dict):
-        return {str(k): _normalise(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normalise(v) for v in value]
-    return value
+def _text_problem(text: str) -> tuple[int, str] | None:
+    """A character YAML refuses, or nesting deeper than ``MAX_DEPTH``, with its line: found
+    from the text and the parser's events (which are produced without recursion), before
+    anything builds nested data."""
+    bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if bad:
+        line = text.count("\n", 0, bad.start()) + 1
+        column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+        code = f"U+{ord(bad[0]):04X}"
+        return (line, f"column {column}: character {code} is a control character YAML does not "
+                f"allow; delete it (in a double-quoted string, write \\u{ord(bad[0]):04x} for it)")
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return (event.start_mark.line + 1, f"the values are nested more than {MAX_DEPTH} "
+                            "levels deep; write them flatter")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        pass  # the reader below reports it with its line
+    return None
+
+
+def _unbuildable_line(text: str) -> int:
+    """The first line holding a scalar PyYAML cannot build (``!!float abc``, an integer too
+    long to convert), found by building each scalar on its own; 0 when none fails alone."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        lines, stack, seen = [], [root] if root is not None else [], set()
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if isinstance(node, yaml.ScalarNode):
+                try:
+                    loader.construct_object(node, deep=True)
+                except Exception:  # noqa: BLE001 - any failure here is the one being located
+                    lines.append(node.start_mark.line + 1)
+            elif isinstance(node, yaml.MappingNode):
+                stack.extend(n for pair in node.value for n in pair)
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend(node.value)
+        return min(lines, default=0)
+    except yaml.YAMLError:
+        return 0
+    finally:
+        loader.dispose()
+
+
+def _read(text: str, source: str) -> YamlDocument:
+    """The YAML document of a scenario text, or ScenarioError naming the line."""
+    found = _text_problem(text)
+    if found is not None:
+        raise ScenarioError([Problem(source, found[0], found[1])])
+    try:
+        return read_yaml(text)
+    except YamlError as exc:
+        raise ScenarioError([Problem(source, exc.line, exc.message)]) from None
+    except RecursionError:
+        raise ScenarioError([Problem(source, 0, "the YAML is nested too deeply; write it flatter")]) from None
+    except Exception as exc:  # noqa: BLE001 - see below
+        # A scalar its tag cannot build: PyYAML's constructors raise whatever their own
+        # parsing raises (ValueError for !!float abc, AttributeError for a timestamp its
+        # resolver took and its constructor cannot read, ...). Found again, by line, below.
+        reason = str(exc).split(";")[0] if isinstance(exc, ValueError) else "not a value of its type"
+        raise ScenarioError([Problem(source, _unbuildable_line(text),
+                                     f"a value YAML cannot build ({reason}); quote it to keep it as text")]) from None
+
+
+def _scalar_problem(value: Any) -> str | None:
+    """Why ``value`` is not a JSON scalar a scenario can use, with the fix; None when it is."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if -_MAX_INT < value < _MAX_INT else (
+            f"is an integer of {len(str(abs(value))) if value.bit_length() < 14000 else 'thousands of'} digits, "
+            "beyond what JSON tools carry; quote it to send it as text")
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (
+            f"is {value!r}, which is not a number JSON can carry; write a finite number")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "holds a lone surrogate escape (\\ud800 to \\udfff), which is not text; remove it"
+        return None
+    if isinstance(value, datetime.date):
+        return f"is a YAML date ({value}), which JSON has no type for; quote it: \"{value}\""
+    if isinstance(value, bytes):
+        return "is YAML binary (!!binary), which JSON has no type for; write the text, or base64 in a quoted string"
+    if isinstance(value, (set, frozenset)):
+        return "is a YAML set (!!set), which JSON has no type for; write a list: [a, b]"
+    return (f"is a YAML {type(value).__name__}, which JSON has no type for; write text, a number, "
+            "true/false, null, a list or a mapping")
+
+
+def _json_data(data: Any, doc: YamlDocument, source: str) -> tuple[Any, list[Problem]]:
+    """``data`` as JSON-shaped values (mapping keys as strings: YAML reads ``201: 1`` with an
+    integer key), with a problem for every value that is not a JSON value. Iterative and
+    bounded: at most ``MAX_VALUES`` values (aliases count each time they are used) and
+    ``MAX_DEPTH`` levels, so neither an alias bomb nor deep nesting gets further."""
+    problems: list[Problem] = []
+    root: dict[str, Any] = {}
+    stack: list[tuple[Any, tuple[Any, ...], Any, Any]] = [(data, (), root, "")]
+    count = 0
+    while stack:
+        value, path, parent, key = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            problems.append(Problem(source, doc.line(list(path)), f"the scenario holds more than "
+                                    f"{MAX_VALUES:,} values (YAML aliases count each time they are "
+                                    "used); write it smaller"))
+            break
+        if len(path) > MAX_DEPTH:
+            problems.append(Problem(source, doc.line(list(path)), f"{_where(list(path))} is nested "
+                                    f"more than {MAX_DEPTH} levels deep; write it flatter"))
+            parent[key] = None
+            continue
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            parent[key] = out
+            for k, v in value.items():
+                out[str(k)] = None
+                stack.append((v, (*path, str(k)), out, str(k)))
+        elif isinstance(value, list):
+            items: list[Any] = [None] * len(value)
+            parent[key] = items
+            stack.extend((v, (*path, i), items, i) for i, v in enumerate(value))
+        else:
+            parent[key] = value
+            why = _scalar_problem(value)
+            if why is not None:
+                problems.append(Problem(source, doc.line(list(path)), f"{_where(list(path))} {why}"))
+    return root.get(""), problems
 
 
 def _where(path: list[Any]) -> str:
@@ -129,8 +273,19 @@ def _describe(err: jsonschema.ValidationError) -> tuple[list[Any], str | None, s
     return path, None, f"{where}: {err.message}" + (f" ({hint})" if hint else "")
 
 
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """An integer is an int: ``count: 10.0`` is a float, and says so, rather than passing
+    the schema and failing where a count is used."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+
+
 def _schema_problems(data: Any, doc: YamlDocument, source: str) -> list[Problem]:
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = _Validator(schema())
     problems = []
     for err in validator.iter_errors(data):
         # For anyOf failures, the branch that got furthest says the most.
@@ -178,10 +333,9 @@ class _Checker:
                 self.regex([*path, expr], matcher["pattern"])
 
     def regex(self, path: list[Any], pattern: str) -> None:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            self.problem(path, f"pattern {pattern!r} is not a regular expression: {exc}", "pattern")
+        why = pattern_problem(pattern)
+        if why is not None:
+            self.problem(path, why, "pattern")
 
     def request(self, path: list[Any], req: dict[str, Any]) -> None:
         if ("path" in req) == ("url" in req):
@@ -258,14 +412,13 @@ class _Checker:
 
 def parse_scenario(text: str, source: str, *, extra_variables: set[str] | frozenset[str] = frozenset()) -> Scenario:
     """Parse and check a scenario; ``extra_variables`` are names given with --var."""
-    try:
-        doc = read_yaml(text)
-    except YamlError as exc:
-        raise ScenarioError([Problem(source, exc.line, exc.message)]) from None
+    doc = _read(text, source)
     if doc.root is None:
         raise ScenarioError([Problem(source, 1, "the file is empty; a scenario needs a name and steps")])
-    data = _normalise(doc.data)
-    problems = [Problem(source, p.line, p.message) for p in doc.problems]
+    data, problems = _json_data(doc.data, doc, source)
+    problems += [Problem(source, p.line, p.message) for p in doc.problems]
+    if len(problems) > len(doc.problems):  # values that are not JSON: the schema cannot judge them
+        raise ScenarioError(problems)
     if not isinstance(data, dict):
         raise ScenarioError([Problem(source, 1, "a scenario is a mapping with name and steps")])
     problems += _schema_problems(data, doc, source)
@@ -300,6 +453,7 @@ def parse_scenario(text: str, source: str, *, extra_variables: set[str] | frozen
         auth=data.get("auth") or {},
         variables=data.get("variables") or {},
         steps=steps,
+        lines={key: doc.line([], key) for key in data},
     )
 
 
@@ -307,8 +461,21 @@ def load_scenario(path: str | Path, *, extra_variables: set[str] | frozenset[str
     """Read and check the scenario file at ``path``."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ScenarioError([Problem(source, 0, f"cannot read the scenario: {reason}")]) from None
+        if not Path(path).is_file():  # a FIFO or a device would block or never end
+            why = "no such file" if not Path(path).exists() else "not a regular file"
+            raise ScenarioError([Problem(source, 0, f"cannot read the scenario: {why}")])
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ScenarioError([Problem(source, 0, f"cannot read the scenario: {exc.strerror or exc}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ScenarioError([Problem(source, 0, f"the file is larger than {MAX_FILE_BYTES >> 20} MiB; "
+                                     "a scenario is a short YAML file")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ScenarioError([Problem(source, line, f"column {column}: byte 0x{raw[exc.start]:02x} is not "
+                                     "UTF-8; save the file as UTF-8")]) from None
     return parse_scenario(text, source, extra_variables=extra_variables)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -29,6 +30,68 @@ from simulator.values import MISSING, interpolate
 Release = Literal["none", "barrier", "last-byte"]
 USER_AGENT = "exportjobs-simulator"
 _NOT_JSON = object()
+
+CONNECT_TIMEOUT_S = 10.0  # to open a connection (TCP, TLS, a proxy's CONNECT)
+RESPONSE_TIMEOUT_S = 30.0  # for the whole response, connection included
+MAX_BODY_BYTES = 16 * 1024 * 1024  # a response body larger than this is not kept
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name
+_NOT_IN_HEADER = re.compile(r"[^\t\x20-\x7e]")  # header values: printable ASCII and tab
+_NOT_IN_URL = re.compile(r"[^!-~]")  # URLs: printable ASCII without spaces
+
+
+class RequestError(ValueError):
+    """A request that cannot be sent as written (a header value with a line break, a path
+    that is a number); the message names the field and what to write instead."""
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def _char(c: str) -> str:
+    name = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab", " ": "a space"}.get(c)
+    return name or (f"the character {c!r} (U+{ord(c):04X})")
+
+
+def check_url(url: Any, what: str = "url") -> str:
+    """``url`` when it is an absolute http(s) URL that can be sent as it stands (printable
+    ASCII, a host, a port in range); RequestError saying what to change otherwise."""
+    if not isinstance(url, str):
+        raise RequestError(f"{what} is {_kind(url)}; it must be text such as http://127.0.0.1:8000/path")
+    bad = _NOT_IN_URL.search(url)
+    if bad:
+        encoded = quote(bad[0], safe="")
+        raise RequestError(f"{what} {url!r} holds {_char(bad[0])}; percent-encode it ({encoded})")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port out of range
+    except ValueError as exc:
+        fix = ("close the brackets of an IPv6 address, e.g. http://[::1]:8000" if "IPv6" in str(exc)
+               else "use a port from 1 to 65535" if "ort" in str(exc) else "write it as http://host:port/path")
+        raise RequestError(f"{what} {url!r} is not a valid URL ({exc}); {fix}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RequestError(f"{what} {url!r} is not an absolute http:// or https:// URL with a host")
+    return url
+
+
+def check_base_url(url: Any, what: str) -> str:
+    """``url`` when it is a base URL (scheme, host, optional port; no path); else RequestError."""
+    check_url(url, what)
+    parts = urlsplit(url)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise RequestError(f"{what} {url!r} has a path; give a base URL such as http://127.0.0.1:8000")
+    return url
 
 
 @dataclass(slots=True)
@@ -71,22 +134,62 @@ class PreparedRequest:
 def prepare_request(
     spec: dict[str, Any], variables: dict[str, Any], *, target: str, token: str | None
 ) -> PreparedRequest:
-    """A scenario request with ``${...}`` filled in, joined to ``target``, authorised."""
+    """A scenario request with ``${...}`` filled in, joined to ``target``, authorised.
+
+    Every part is checked here, after interpolation, where a saved value first meets the
+    place it goes: RequestError names the field and the fix, whatever the value held.
+    """
     spec = interpolate(spec, variables)
-    url = spec.get("url") or target.rstrip("/") + spec["path"]
-    if spec.get("query"):
-        query = urlencode({k: str(v) for k, v in spec["query"].items()}, quote_via=quote)
-        url += ("&" if "?" in url else "?") + query
+    if "url" in spec:
+        url = check_url(spec["url"], "url")
+    else:
+        path = spec.get("path")
+        if not isinstance(path, str):
+            raise RequestError(f"path is {_kind(path)}; a path is text starting with /")
+        if not path.startswith("/"):
+            raise RequestError(f"path {path!r} does not start with /; write /{path.lstrip('/')}"
+                               " or give a full url:")
+        bad = _NOT_IN_URL.search(path)
+        if bad:
+            raise RequestError(f"path {path!r} holds {_char(bad[0])}; percent-encode it "
+                               f"({quote(bad[0], safe='')})")
+        url = check_url(target.rstrip("/") + path, "path")
+    query = spec.get("query") or {}
+    for name, value in query.items():
+        if not isinstance(value, (str, int, float)):
+            raise RequestError(f"query parameter {name!r} is {_kind(value)}; give text or a number")
+    if query:
+        url += ("&" if "?" in url else "?") + urlencode({k: str(v) for k, v in query.items()}, quote_via=quote)
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     body = b""
     if "json" in spec:
-        body = json.dumps(spec["json"], separators=(",", ":")).encode()
+        try:
+            body = json.dumps(spec["json"], separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
+            raise RequestError(f"json cannot be written as JSON ({exc}); give text, numbers, "
+                               "true/false, null, lists and mappings") from None
         headers["Content-Type"] = "application/json"
     elif "body" in spec:
-        body = str(spec["body"]).encode()
+        if not isinstance(spec["body"], (str, int, float)):
+            raise RequestError(f"body is {_kind(spec['body'])}; give text, or use json: for structured data")
+        try:
+            body = str(spec["body"]).encode()
+        except UnicodeEncodeError:
+            raise RequestError("body holds a lone surrogate (\\ud800 to \\udfff); remove it") from None
     if spec.get("auth", True) and token:
         headers["Authorization"] = f"Bearer {token}"
-    headers.update(spec.get("headers") or {})
+    for name, value in (spec.get("headers") or {}).items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise RequestError(f"header name {name!r} is not a valid HTTP header name; use letters, "
+                               "digits and - only")
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise RequestError(f"header {name} is {_kind(value)}; a header value is text")
+        text = str(value)
+        bad = _NOT_IN_HEADER.search(text)
+        if bad:
+            raise RequestError(f"header {name} holds {_char(bad[0])}; a header value is one line of "
+                               "printable ASCII: remove it (percent-encode text that needs it)")
+        headers[name] = text
     return PreparedRequest(spec.get("method", "GET"), url, headers, body)
 
 
@@ -94,8 +197,9 @@ class Client:
     """One aiohttp session for single requests, polls and load phases."""
 
     def __init__(self, *, proxy: str | None = None, ssl_context: ssl.SSLContext | None = None,
-                 limit: int = 100) -> None:
+                 limit: int = 100, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
         self.proxy = proxy
+        self.connect_timeout = connect_timeout
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=limit, ssl=self._ssl),
@@ -103,8 +207,11 @@ class Client:
             auto_decompress=True,
         )
 
-    async def send(self, request: PreparedRequest, *, timeout: float = 30.0) -> Outcome:
+    async def send(self, request: PreparedRequest, *, timeout: float = RESPONSE_TIMEOUT_S) -> Outcome:
+        """Send once; the outcome says what came back, or why nothing did. Bounded: the
+        connection within ``connect_timeout``, the whole exchange within ``timeout``."""
         started = time.perf_counter()
+        connect = min(self.connect_timeout, timeout)
         try:
             async with self._session.request(
                 request.method,
@@ -112,22 +219,31 @@ class Client:
                 headers=request.headers,
                 data=request.body or None,
                 proxy=self.proxy,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=aiohttp.ClientTimeout(total=timeout, connect=connect, sock_connect=connect),
                 allow_redirects=False,
             ) as resp:
-                body = await resp.read()
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(65536):
+                    body += chunk
+                    if len(body) > MAX_BODY_BYTES:
+                        return Outcome(None, {}, b"", time.perf_counter() - started,
+                                       f"the response body is larger than {MAX_BODY_BYTES >> 20} MiB")
                 headers = {k.lower(): v for k, v in resp.headers.items()}
-                return Outcome(resp.status, headers, body, time.perf_counter() - started)
+                return Outcome(resp.status, headers, bytes(body), time.perf_counter() - started)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            return Outcome(None, {}, b"", time.perf_counter() - started, _describe_error(exc))
+            return Outcome(None, {}, b"", time.perf_counter() - started,
+                           _describe_error(exc, connect if isinstance(exc, _CONNECT_TIMEOUTS) else timeout))
 
     async def close(self) -> None:
         await self._session.close()
 
 
-def _describe_error(exc: BaseException) -> str:
+_CONNECT_TIMEOUTS = (getattr(aiohttp, "ConnectionTimeoutError", aiohttp.ServerTimeoutError),)
+
+
+def _describe_error(exc: BaseException, timeout: float | None = None) -> str:
     if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
+        return "timed out" if timeout is None else f"timed out: no answer within {timeout:.3g} s"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
@@ -212,6 +328,8 @@ class _RawConnection:
                 headers = {k.decode().lower(): v.decode("latin-1") for k, v in event.headers}
             elif isinstance(event, h11.Data):
                 body += event.data
+                if len(body) > MAX_BODY_BYTES:
+                    raise ConnectionError(f"the response body is larger than {MAX_BODY_BYTES >> 20} MiB")
             elif isinstance(event, h11.EndOfMessage):
                 return Outcome(status, headers, bytes(body), time.perf_counter() - self.started)
             elif isinstance(event, h11.ConnectionClosed):
@@ -229,9 +347,12 @@ async def send_burst(
     *,
     proxy: str | None = None,
     ssl_context: ssl.SSLContext | None = None,
-    timeout: float = 30.0,
+    timeout: float = RESPONSE_TIMEOUT_S,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
 ) -> BurstResult:
-    """Send ``count`` copies of ``request`` released as ``release`` says."""
+    """Send ``count`` copies of ``request`` released as ``release`` says; each connection
+    opens within ``connect_timeout`` and each response comes within ``timeout``."""
+    connect = min(connect_timeout, timeout)
     conns = [_RawConnection(request, proxy, ssl_context) for _ in range(count)]
     send_ns: list[int] = [0] * count
 
@@ -239,7 +360,7 @@ async def send_burst(
         try:
             return await asyncio.wait_for(conn.read_response(), timeout)
         except (OSError, EOFError, asyncio.TimeoutError, h11.ProtocolError) as exc:
-            return Outcome(None, {}, b"", time.perf_counter() - conn.started, _describe_error(exc))
+            return Outcome(None, {}, b"", time.perf_counter() - conn.started, _describe_error(exc, timeout))
         finally:
             conn.close()
 
@@ -247,9 +368,9 @@ async def send_burst(
         if release == "none":
             async def whole(i: int, conn: _RawConnection) -> Outcome:
                 try:
-                    await asyncio.wait_for(conn.open(), timeout)
+                    await asyncio.wait_for(conn.open(), connect)
                 except (OSError, EOFError, asyncio.TimeoutError) as exc:  # EOF: proxy hung up
-                    return Outcome(None, {}, b"", 0.0, _describe_error(exc))
+                    return Outcome(None, {}, b"", 0.0, _describe_error(exc, connect))
                 conn.started = time.perf_counter()
                 conn.writer.write(conn.wire_bytes())
                 send_ns[i] = time.monotonic_ns()
@@ -258,9 +379,9 @@ async def send_burst(
             outcomes = await asyncio.gather(*(whole(i, c) for i, c in enumerate(conns)))
             return BurstResult(list(outcomes), [t for t in send_ns if t])
 
-        opened = await asyncio.gather(*(asyncio.wait_for(c.open(), timeout) for c in conns),
+        opened = await asyncio.gather(*(asyncio.wait_for(c.open(), connect) for c in conns),
                                       return_exceptions=True)
-        failed = {i: _describe_error(r) for i, r in enumerate(opened) if isinstance(r, BaseException)}
+        failed = {i: _describe_error(r, connect) for i, r in enumerate(opened) if isinstance(r, BaseException)}
         live = [(i, c) for i, c in enumerate(conns) if i not in failed]
         payloads = {i: c.wire_bytes() for i, c in live}
         if release == "last-byte":

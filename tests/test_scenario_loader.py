@@ -96,7 +96,7 @@ def test_a_valid_scenario_loads_with_lines_and_kinds():
         ("name: x\nsteps:\n  - pause: 1\n  - pause: 2\nname: y\n", ["s.yaml:5: 'name' is given twice"]),
         ("name: x\nsteps:\n  - request: {path: /\n", ["s.yaml:4: not valid YAML"]),
         ("", ["s.yaml:1: the file is empty"]),
-        ("name: x\x01\nsteps: []\n", ["s.yaml: not valid YAML"]),
+        ("name: x\x01\nsteps: []\n", ["s.yaml:1: column 8: character U+0001 is a control character YAML does not allow"]),
         ("name: x\nsteps: &s [*s]\n", ["s.yaml:2: a YAML alias refers to the node that holds it"]),
         ("- just\n- a list\n", ["s.yaml:1: a scenario is a mapping"]),
         ("name: x\nsteps:\n  - request: {path: /}\n    save: {a: {json: id, from: first}}\n",

@@ -23,7 +23,6 @@ from mitmproxy import ctx, exceptions, http
 from addons.cassette import (
     CassetteError,
     CassetteWriter,
-    load_cassette,
     new_header,
     request_doc,
     response_doc,
@@ -31,7 +30,14 @@ from addons.cassette import (
 from addons.faults import INJECTED_META, Faults, injected_note
 from addons.gate import RaceGate
 from addons.guard import ANSWER, FailClosed, answer_with, install_error_answers
-from addons.matching import EXHAUSTION_POLICIES, INJECTED, REPEAT_LAST, Outcome, ReplayIndex
+from addons.matching import (
+    EXHAUSTION_POLICIES,
+    INJECTED,
+    REPEAT_LAST,
+    Outcome,
+    ReplayIndex,
+    load_index,
+)
 from addons.redaction import Redactor
 from addons.replay import (
     not_recorded_response,
@@ -184,8 +190,7 @@ class ExportJobs(FailClosed):
             index.exhausted = opts.exportjobs_miss_policy
         elif mode == "replay":
             try:  # any failure to load or index refuses to start: no half-loaded replay
-                loaded = load_cassette(cassette)
-                index = ReplayIndex(loaded.interactions, opts.exportjobs_miss_policy)
+                loaded, index = load_index(cassette, opts.exportjobs_miss_policy)
             except CassetteError as exc:
                 raise exceptions.OptionsError(str(exc)) from None
             except Exception as exc:  # noqa: BLE001 - rendered once, as the cassette's error

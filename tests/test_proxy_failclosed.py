@@ -201,7 +201,7 @@ async def test_any_failure_while_indexing_refuses_to_start(proxies, tmp_path, mo
     def broken(*args, **kwargs):
         raise ValueError("an index that cannot be built")
 
-    monkeypatch.setattr(addons.exportjobs, "ReplayIndex", broken)
+    monkeypatch.setattr(addons.exportjobs, "load_index", broken)
     with pytest.raises(ProxyError) as caught:
         await proxies("replay", await _cassette(tmp_path / "c.yaml"))
     assert caught.value.exit_code == 2

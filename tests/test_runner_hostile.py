@@ -91,8 +91,8 @@ HOSTILE = [
     ("a: &a [" + ", ".join(["0"] * 10) + "]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8))
      + "name: x\nsteps:\n  - pause: 0\n",
-     ":1: the scenario holds more than 100,000 values (YAML aliases count each time they are used); "
-     "write it smaller"),
+     ":6: this value would hold more than 1,000,441 values once its YAML aliases are written "
+     "out; write it out, or use fewer aliases"),
 ]
 
 

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from addons.redaction import PLACEHOLDER, Redactor
-from simulator.yamldoc import MAX_DEPTH, CheckedConstruction, YamlError, check_nodes
+from exportjobs.addons.redaction import PLACEHOLDER, Redactor
+from exportjobs.yamldoc import MAX_DEPTH, CheckedConstruction, YamlError, check_nodes
 
 FORMAT = "exportjobs-cassette"
 VERSION = 1

@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.yamldoc import YamlError, read_yaml
+from exportjobs.yamldoc import YamlError, read_yaml
 
 KINDS = ("create", "list", "get", "content")
 STATUSES = (429, 503, 504)

@@ -22,11 +22,11 @@ from typing import Any, Optional
 
 from mitmproxy import ctx, exceptions, http
 
-from addons.faultplan import Decision, FaultPlan, FaultPlanError, FaultRule, load_plan, new_seed
-from addons.guard import FailClosed
-from addons.replay import graph_headers, make_response  # the one home of Graph's volatile headers
-from addons.scope import OptionScope
-from simulator.graph import HTTP_ERRORS, JSON_CONTENT_TYPE, error_json
+from exportjobs.addons.faultplan import Decision, FaultPlan, FaultPlanError, FaultRule, load_plan, new_seed
+from exportjobs.addons.guard import FailClosed
+from exportjobs.addons.replay import graph_headers, make_response  # the one home of Graph's volatile headers
+from exportjobs.addons.scope import OptionScope
+from exportjobs.graph import HTTP_ERRORS, JSON_CONTENT_TYPE, error_json
 
 log = logging.getLogger("exportjobs.proxy")
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-from addons.guard import FailClosed
-from addons.scope import OptionScope
+from exportjobs.addons.guard import FailClosed
+from exportjobs.addons.scope import OptionScope
 
 log = logging.getLogger("exportjobs.proxy")
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from addons.replay import PROXY_ERROR_HEADER, proxy_error_response
+from exportjobs.addons.replay import PROXY_ERROR_HEADER, proxy_error_response
 
 log = logging.getLogger("exportjobs.proxy")
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from addons.cassette import Cassette, load_cassette
-from simulator.routes import match_exportjobs
+from exportjobs.addons.cassette import Cassette, load_cassette
+from exportjobs.graph import match_exportjobs
 
 Key = tuple[str, str, tuple[tuple[str, str], ...], tuple[str, str] | None]
 

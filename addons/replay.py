@@ -18,10 +18,10 @@ from mitmproxy import http
 from mitmproxy.net.http import status_codes
 from mitmproxy.utils.strutils import always_bytes
 
-from addons.cassette import body_bytes
-from addons.matching import Take
-from addons.redaction import PLACEHOLDER
-from simulator.graph import error_json, new_request_id
+from exportjobs.addons.cassette import body_bytes
+from exportjobs.addons.matching import Take
+from exportjobs.addons.redaction import PLACEHOLDER
+from exportjobs.graph import error_json, new_request_id
 
 MISS_STATUS = 404
 _REFRESHED = frozenset({"request-id", "client-request-id", "date", "content-length",

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from mitmproxy import ctx
 
-from simulator.routes import ExportJobsRoute, match_exportjobs
+from exportjobs.graph import ExportJobsRoute, match_exportjobs
 
 GRAPH_HOST = "graph.microsoft.com"
 

@@ -90,7 +90,7 @@ def run(wrk: str, opts: Options) -> SectionResult:
     port = free_port()
     emulator = python_server(
         "emulator",
-        ["-m", "simulator.cli", "serve", "--quiet", "--port", str(port),
+        ["-m", "exportjobs", "serve", "--quiet", "--port", str(port),
          "--start-after", _PENDING_S, "--run-for", _PENDING_S],
         port, opts,
     )

@@ -69,7 +69,7 @@ async def _spaced_round(emulator: str, proxy: str | None, clients: int = CLIENTS
     arrival spread at the emulator in ms. Checks the outcome: one 201, the rest 409."""
     import aiohttp
 
-    from simulator.auth import fake_token
+    from exportjobs.simulator.emulator.auth import fake_token
 
     pair = {"goalsOrganizationId": ORG, "explorerViewId": str(uuid.uuid4())}
     headers = {"Authorization": f"Bearer {fake_token()}"}
@@ -97,7 +97,7 @@ async def _sequential(emulator: str, proxy: str | None) -> list[float]:
 
     import aiohttp
 
-    from simulator.auth import fake_token
+    from exportjobs.simulator.emulator.auth import fake_token
 
     headers = {"Authorization": f"Bearer {fake_token()}"}
     base = GRAPH if proxy else emulator
@@ -116,7 +116,7 @@ async def _sequential(emulator: str, proxy: str | None) -> list[float]:
 
 def run(wrk: str, opts: Options) -> SectionResult:
     port = free_port()
-    emulator = Server("emulator", [sys.executable, "-m", "simulator.cli", "serve", "--quiet",
+    emulator = Server("emulator", [sys.executable, "-m", "exportjobs", "serve", "--quiet",
                                    "--port", str(port), "--start-after", "3600", "--run-for", "3600"],
                       port, load_cpu(opts))
     lines: list[str] = []
@@ -124,7 +124,7 @@ def run(wrk: str, opts: Options) -> SectionResult:
         def proxy(gate: int) -> Server:
             port = free_port()
             return python_server(f"proxy (gate {gate})", [
-                "-m", "simulator.cli", "proxy", "--mode", "passthrough", "--port", str(port),
+                "-m", "exportjobs", "proxy", "--mode", "passthrough", "--port", str(port),
                 "--upstream", emulator.url, "--confdir", confdir, "--gate", str(gate),
                 "--gate-timeout", "10"], port, opts)
 

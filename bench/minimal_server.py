@@ -16,7 +16,7 @@ import json
 
 from aiohttp import web
 
-from simulator.graph import is_guid
+from exportjobs.graph import is_guid
 
 PATH = "/beta/employeeExperience/goals/exportJobs"
 

@@ -170,7 +170,7 @@ def _job(k: int) -> dict[str, Any]:
 
 def write_cassette(path: Path, size: int, upstream_port: int) -> None:
     """A cassette of ``size`` distinct job GETs, in the shape the addon records."""
-    from addons.cassette import dump_document, new_header
+    from exportjobs.addons.cassette import dump_document, new_header
 
     base = f"http://{HOST}:{upstream_port}{CREATE_PATH}"
     with open(path, "wb") as f:
@@ -193,10 +193,10 @@ def _in_process_us(path: Path, size: int, upstream_port: int, lookups: int = 20_
     """Median µs for the addon's replay work per request: request document, take, response."""
     from mitmproxy import http
 
-    from addons.cassette import load_cassette, request_doc
-    from addons.matching import ReplayIndex
-    from addons.redaction import Redactor
-    from addons.replay import recorded_response
+    from exportjobs.addons.cassette import load_cassette, request_doc
+    from exportjobs.addons.matching import ReplayIndex
+    from exportjobs.addons.redaction import Redactor
+    from exportjobs.addons.replay import recorded_response
 
     index = ReplayIndex(load_cassette(path).interactions)
     redactor = Redactor()
@@ -240,7 +240,7 @@ def run(wrk: str, opts: Options) -> SectionResult:
         confdir = tmp / "confdir"
         confdir.mkdir()
         emu_port = free_port()
-        emulator = Server("emulator", [sys.executable, "-m", "simulator.cli", "serve", "--quiet",
+        emulator = Server("emulator", [sys.executable, "-m", "exportjobs", "serve", "--quiet",
                                        "--port", str(emu_port), "--start-after", "3600",
                                        "--run-for", "3600"], emu_port, load_cpu(opts))
         capture_cassette, flows = tmp / "capture.yaml", tmp / "capture.flows"
@@ -289,7 +289,7 @@ def run(wrk: str, opts: Options) -> SectionResult:
                         f"{passing.rps:7.0f} | record to tmpfs {memory_rate['rps']:7.0f} | record "
                         f"{rec.rps:7.0f} req/s ({rec.rps / base.rps:.2f}x), {grown} recorded")
             shutil.rmtree(memory_dir, ignore_errors=True)
-            from addons.cassette import load_cassette
+            from exportjobs.addons.cassette import load_cassette
 
             loaded = load_cassette(record_cassette)
             if loaded.torn or len(loaded.interactions) < sum(r["recorded"] for r in record_rounds):

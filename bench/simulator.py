@@ -66,7 +66,7 @@ def _simulator_load(url: str, opts: Options, duration: float, max_requests: int)
                                                  max_requests=max_requests, path=CREATE_PATH))
         report = Path(tmp) / "report.json"
         cpus = load_cpu(opts)
-        argv = [sys.executable, "-m", "simulator.cli", "run", str(scenario), "--target", url,
+        argv = [sys.executable, "-m", "exportjobs", "run", str(scenario), "--target", url,
                 "--report-json", str(report), "--no-progress"]
         code = (
             "import os, resource, subprocess, sys\n"
@@ -88,8 +88,8 @@ def _simulator_load(url: str, opts: Options, duration: float, max_requests: int)
 
 
 async def _spreads(url: str) -> dict[str, dict[str, float]]:
-    from simulator.auth import fake_token
-    from simulator.transport import prepare_request, send_burst
+    from exportjobs.simulator.emulator.auth import fake_token
+    from exportjobs.simulator.transport import prepare_request, send_burst
 
     token = fake_token()
     out: dict[str, dict[str, float]] = {}
@@ -116,7 +116,7 @@ async def _spreads(url: str) -> dict[str, dict[str, float]]:
 
 def run(wrk: str, opts: Options) -> SectionResult:
     port = free_port()
-    emulator = python_server("emulator", ["-m", "simulator.cli", "serve", "--quiet", "--port",
+    emulator = python_server("emulator", ["-m", "exportjobs", "serve", "--quiet", "--port",
                                           str(port), "--start-after", "3600", "--run-for", "3600"],
                              port, opts)
     lines: list[str] = []
@@ -124,8 +124,8 @@ def run(wrk: str, opts: Options) -> SectionResult:
     with emulator:
         url = emulator.url
         # One job in the store, so the list both tools load is the same small answer.
-        from simulator.auth import fake_token
-        from simulator.transport import Client, prepare_request
+        from exportjobs.simulator.emulator.auth import fake_token
+        from exportjobs.simulator.transport import Client, prepare_request
 
         async def seed() -> None:
             client = Client()

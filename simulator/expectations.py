@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from simulator.transport import Outcome
-from simulator.values import MISSING, get_path, interpolate
+from exportjobs.simulator.transport import Outcome
+from exportjobs.simulator.values import MISSING, get_path, interpolate
 
 
 @dataclass(frozen=True, slots=True)

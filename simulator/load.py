@@ -10,9 +10,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from simulator.expectations import Check
-from simulator.stats import TrafficStats
-from simulator.transport import Client, PreparedRequest
+from exportjobs.simulator.expectations import Check
+from exportjobs.simulator.stats import TrafficStats
+from exportjobs.simulator.transport import Client, PreparedRequest
 
 # An overwhelmed target must not make the open model exhaust our memory.
 _MAX_IN_FLIGHT = 10_000

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, TextIO
 
-from simulator.runner import RunResult, StepResult
-from simulator.values import shown_url
+from exportjobs.simulator.runner import RunResult, StepResult
+from exportjobs.simulator.values import shown_url
 
 
 def step_data(result: StepResult) -> dict[str, Any]:

@@ -23,10 +23,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from simulator.auth import READ_WRITE, fake_token
-from simulator.embedded import EmbeddedEmulator
-from simulator.emulator import EmulatorConfig
-from simulator.expectations import (
+from exportjobs.simulator.emulator.auth import READ_WRITE, fake_token
+from exportjobs.simulator.emulator.embedded import EmbeddedEmulator
+from exportjobs.simulator.emulator.app import EmulatorConfig
+from exportjobs.simulator.expectations import (
     Check,
     check_burst,
     check_response,
@@ -34,11 +34,11 @@ from simulator.expectations import (
     holds,
     winner,
 )
-from simulator.load import run_load
-from simulator.progress import Progress
-from simulator.scenario import Problem, Scenario, ScenarioError, Step
-from simulator.stats import TrafficStats
-from simulator.transport import (
+from exportjobs.simulator.load import run_load
+from exportjobs.simulator.progress import Progress
+from exportjobs.simulator.scenario import Problem, Scenario, ScenarioError, Step
+from exportjobs.simulator.stats import TrafficStats
+from exportjobs.simulator.transport import (
     CONNECT_TIMEOUT_S,
     RESPONSE_TIMEOUT_S,
     BurstResult,
@@ -51,7 +51,7 @@ from simulator.transport import (
     proxy_authorization,
     send_burst,
 )
-from simulator.values import MISSING, get_path, interpolate, references, shown_url
+from exportjobs.simulator.values import MISSING, get_path, interpolate, references, shown_url
 
 
 # Statuses a request step retries by default: the ones Graph sends with Retry-After.

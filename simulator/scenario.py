@@ -21,9 +21,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from simulator.expectations import pattern_problem
-from simulator.values import GENERATORS, parse_path, references
-from simulator.yamldoc import YamlDocument, YamlError, read_yaml
+from exportjobs.simulator.expectations import pattern_problem
+from exportjobs.simulator.values import GENERATORS, parse_path, references
+from exportjobs.yamldoc import YamlDocument, YamlError, read_yaml
 
 STEP_KINDS = ("request", "burst", "poll", "pause", "load")
 BURST_ONLY = ("counts", "invariants", "each")

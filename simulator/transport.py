@@ -25,7 +25,7 @@ import aiohttp
 import h11
 from yarl import URL
 
-from simulator.values import MISSING, interpolate
+from exportjobs.simulator.values import MISSING, interpolate
 
 Release = Literal["none", "barrier", "last-byte"]
 USER_AGENT = "exportjobs-simulator"

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from simulator.auth import fake_token
-from simulator.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from exportjobs.simulator.emulator.auth import fake_token
+from exportjobs.simulator.emulator.app import EmulatorConfig, RunningEmulator, start_emulator
 
 COLLECTION = "/beta/employeeExperience/goals/exportJobs"
 
@@ -64,7 +64,7 @@ def mitm_confdir(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 async def proxies(mitm_confdir):
     """``await proxies(mode, cassette, upstream, **kw)`` starts an in-process proxy; all close after."""
-    from simulator.proxy import start_proxy
+    from exportjobs.addons.proxy import start_proxy
 
     started = []
 

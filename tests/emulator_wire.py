@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from simulator.emulator import EmulatorConfig, RunningEmulator, start_emulator
-from simulator.graph import is_guid
+from exportjobs.simulator.emulator.app import EmulatorConfig, RunningEmulator, start_emulator
+from exportjobs.graph import is_guid
 
 COLLECTION = "/beta/employeeExperience/goals/exportJobs"
 

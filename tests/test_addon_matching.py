@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from addons.matching import ERROR, Outcome, ReplayIndex, request_key
+from exportjobs.addons.matching import ERROR, Outcome, ReplayIndex, request_key
 
 BASE = "https://graph.microsoft.com/beta/employeeExperience/goals/exportJobs"
 

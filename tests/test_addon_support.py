@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from simulator.auth import fake_token
+from exportjobs.simulator.emulator.auth import fake_token
 
 COLLECTION = "/beta/employeeExperience/goals/exportJobs"
 KEY_HEADERS = ("Location", "Content-Type", "Retry-After")

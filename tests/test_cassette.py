@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import yaml
 
-from addons.cassette import (
+from exportjobs.addons.cassette import (
     CassetteError,
     CassetteWriter,
     body_bytes,
@@ -17,7 +17,7 @@ from addons.cassette import (
     request_doc,
     response_doc,
 )
-from addons.redaction import Redactor
+from exportjobs.addons.redaction import Redactor
 
 CSV = "id,name\r\n1,\"comma, quoted\"\r\n2,ünïcödé\n---\n...\n  indented\n"
 
@@ -124,7 +124,7 @@ def test_every_value_reads_back_as_written(tmp_path):
     """Values are written as JSON-syntax YAML: check the cases where YAML and JSON disagree."""
     import math
 
-    from addons.cassette import dump_document
+    from exportjobs.addons.cassette import dump_document
 
     tricky = ["yes", "no", "null", "~", "1.0", "0x1F", "---", "...", "a: b # c", "\x7f\x85\u2028\ufeff",
               "tab\there", "😀 é", "", " lead", "trail ", "\\", '"']
@@ -140,7 +140,7 @@ def test_every_value_reads_back_as_written(tmp_path):
 
 
 async def test_the_fast_reader_agrees_with_yaml_and_hand_edited_files_still_load(tmp_path):
-    from addons.cassette import _load_own_format, _load_yaml, dump_document
+    from exportjobs.addons.cassette import _load_own_format, _load_yaml, dump_document
 
     path = tmp_path / "c.yaml"
     await _write(path, 5)
@@ -178,7 +178,7 @@ async def test_the_fast_reader_agrees_with_yaml_and_hand_edited_files_still_load
     ],
 )
 def test_hand_edited_recordings_that_replay_could_not_send_are_refused_on_load(tmp_path, edit, says):
-    from addons.cassette import CassetteError, load_cassette
+    from exportjobs.addons.cassette import CassetteError, load_cassette
 
     bad = tmp_path / "bad.yaml"
     key, _, value = edit.partition(": ")

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import COLLECTION, new_pair
 
-EXPORTJOBS = [sys.executable, "-m", "simulator.cli"]
+EXPORTJOBS = [sys.executable, "-m", "exportjobs"]
 
 
 def start_serve(*args: str) -> tuple[subprocess.Popen, str]:

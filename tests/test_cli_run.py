@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from simulator.auth import fake_token
+from exportjobs.simulator.emulator.auth import fake_token
 
-EXPORTJOBS = [sys.executable, "-m", "simulator.cli"]
+EXPORTJOBS = [sys.executable, "-m", "exportjobs"]
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
 

@@ -7,8 +7,8 @@ import asyncio
 import aiohttp
 import pytest
 
-from simulator.auth import READ, READ_WRITE, fake_token
-from simulator.graph import is_guid
+from exportjobs.simulator.emulator.auth import READ, READ_WRITE, fake_token
+from exportjobs.graph import is_guid
 from tests.conftest import COLLECTION, new_pair
 
 

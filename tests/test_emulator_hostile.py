@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import brotlicffi
 import pytest
 
-from simulator.auth import fake_token
-from simulator.graph import MAX_JSON_DEPTH, is_guid
+from exportjobs.simulator.emulator.auth import fake_token
+from exportjobs.graph import MAX_JSON_DEPTH, is_guid
 from tests.emulator_wire import (
     COLLECTION,
     assert_graph_error,

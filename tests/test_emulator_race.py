@@ -7,8 +7,8 @@ import asyncio
 import aiohttp
 import pytest
 
-from simulator.emulator import EmulatorConfig, start_emulator
-from simulator.auth import fake_token
+from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
+from exportjobs.simulator.emulator.auth import fake_token
 from tests.conftest import COLLECTION, new_pair
 
 BURST = 500

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from simulator.jobs import encode_job_id
+from exportjobs.simulator.emulator.jobs import encode_job_id
 from tests.conftest import COLLECTION, new_pair
 
 

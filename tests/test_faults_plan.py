@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from addons.faultplan import FaultPlan, FaultPlanError, load_plan, parse_short
+from exportjobs.addons.faultplan import FaultPlan, FaultPlanError, load_plan, parse_short
 
 
 def started(plan: FaultPlan, seed: int = 1) -> FaultPlan:
@@ -130,7 +130,7 @@ def test_a_missing_plan_file_says_so(tmp_path):
 
 
 def test_a_plan_key_that_is_not_a_name_is_a_clear_error(tmp_path):
-    from addons.faultplan import FaultPlanError, load_file
+    from exportjobs.addons.faultplan import FaultPlanError, load_file
 
     plan = tmp_path / "plan.yaml"
     plan.write_text("faults:\n  - match: create\n    ? [a]\n    : 1\n")

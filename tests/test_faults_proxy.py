@@ -14,9 +14,9 @@ import time
 import aiohttp
 import pytest
 
-from addons.cassette import load_cassette
-from addons.faults import FAULT_HEADER
-from simulator.emulator import EmulatorConfig, start_emulator
+from exportjobs.addons.cassette import load_cassette
+from exportjobs.addons.faults import FAULT_HEADER
+from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
 from tests.test_addon_support import COLLECTION, ConnectSpy, ProxiedClient, auth_headers
 
 PAIR = {"goalsOrganizationId": "55555555-5555-4555-8555-555555555555",
@@ -218,9 +218,9 @@ async def test_the_replay_check_catches_a_matcher_that_serves_injected_answers(
         assert (await c.call("POST", COLLECTION, json=PAIR, headers=auth_headers())).status == 201
     await recorder.close()
     await emulator.close()
-    import addons.matching
+    import exportjobs.addons.matching
 
-    monkeypatch.setattr(addons.matching, "INJECTED", "a key no interaction has")  # broken matcher
+    monkeypatch.setattr(exportjobs.addons.matching, "INJECTED", "a key no interaction has")  # broken matcher
     assert await replayed_first_create(proxies, cassette) == 503
 
 
@@ -270,7 +270,7 @@ async def test_traffic_outside_exportjobs_is_never_faulted(emulator, proxies):
 
 
 def test_a_bad_plan_is_one_line_naming_file_line_and_field(tmp_path, capsys):
-    from simulator.cli import main
+    from exportjobs.cli import main
 
     plan = tmp_path / "plan.yaml"
     plan.write_text("faults:\n  - match: create\n    status: 500\n    rate: 1\n")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from simulator.emulator import EmulatorConfig, start_emulator
-from simulator.expectations import check_retry_after
-from simulator.runner import run_scenario
-from simulator.scenario import ScenarioError, load_scenario, parse_scenario
+from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
+from exportjobs.simulator.expectations import check_retry_after
+from exportjobs.simulator.runner import run_scenario
+from exportjobs.simulator.scenario import ScenarioError, load_scenario, parse_scenario
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 GRAPH = "http://graph.microsoft.com"

@@ -12,8 +12,8 @@ import uuid
 import aiohttp
 import pytest
 
-from addons.gate import RaceGate
-from simulator.emulator import EmulatorConfig, start_emulator
+from exportjobs.addons.gate import RaceGate
+from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
 from tests.test_addon_support import COLLECTION, ProxiedClient, Result, auth_headers, race_problem
 
 
@@ -125,7 +125,7 @@ async def test_a_gate_that_does_not_hold_is_caught(proxies, monkeypatch):
     (["--gate", "3", "--gate-timeout", "0"], "--gate-timeout: must be more than 0"),
 ])
 def test_bad_gate_flags_exit_2(argv, says, capsys):
-    from simulator.cli import main
+    from exportjobs.cli import main
 
     with pytest.raises(SystemExit) as info:
         main(["proxy", "--mode", "passthrough", "--port", "0", *argv])

@@ -13,10 +13,10 @@ import tracemalloc
 
 import pytest
 
-from addons.cassette import CassetteError, _load_own_format, dump_document, load_cassette, new_header
-from addons.faultplan import FaultPlanError, load_file
-from addons.matching import ReplayIndex, load_index
-from simulator.yamldoc import YamlError, read_yaml
+from exportjobs.addons.cassette import CassetteError, _load_own_format, dump_document, load_cassette, new_header
+from exportjobs.addons.faultplan import FaultPlanError, load_file
+from exportjobs.addons.matching import ReplayIndex, load_index
+from exportjobs.yamldoc import YamlError, read_yaml
 
 HEADER = "--- {format: exportjobs-cassette, version: 1}\n...\n"
 URL = "https://graph.microsoft.com/beta/employeeExperience/goals/exportJobs"

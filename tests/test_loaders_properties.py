@@ -17,9 +17,9 @@ import tracemalloc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from addons.cassette import CassetteError, dump_document, new_header
-from addons.matching import ReplayIndex, load_index
-from simulator.yamldoc import YamlDocument, YamlError, read_yaml
+from exportjobs.addons.cassette import CassetteError, dump_document, new_header
+from exportjobs.addons.matching import ReplayIndex, load_index
+from exportjobs.yamldoc import YamlDocument, YamlError, read_yaml
 
 SETTINGS = settings(max_examples=60, deadline=None, database=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -240,7 +240,7 @@ def test_any_text_is_a_document_or_a_yaml_error(text):
 @given(value=yaml_values(), key=st.sampled_from(["kind", "status", "rate", "nth", "latency",
                                                   "retry_after", "method", "note"]))
 def test_fault_plan_files_load_or_name_the_problem(tmp_path_factory, value, key):
-    from addons.faultplan import FaultPlanError, load_file
+    from exportjobs.addons.faultplan import FaultPlanError, load_file
 
     path = tmp_path_factory.mktemp("p") / "plan.yaml"
     path.write_text(f"seed: 1\nfaults:\n- kind: create\n  status: 429\n  {key}: {value}\n")

@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from simulator.auth import READ, fake_token
+from exportjobs.simulator.emulator.auth import READ, fake_token
 from tests.conftest import COLLECTION, new_pair
 
 SPEC_URI = "urn:exportjobs:openapi"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.cli import main
+from exportjobs.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 CASSETTE = """\
@@ -58,7 +58,7 @@ def test_proxy_command_replays_and_stops_cleanly(tmp_path, mitm_confdir):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "simulator.cli", "proxy", "--mode", "replay", "--cassette", str(cassette),
+        [sys.executable, "-m", "exportjobs", "proxy", "--mode", "replay", "--cassette", str(cassette),
          "--port", str(port), "--confdir", str(mitm_confdir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:

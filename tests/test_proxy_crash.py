@@ -20,18 +20,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-import addons.exportjobs
-from addons.cassette import load_cassette
-from simulator.emulator import EmulatorConfig, start_emulator
+import exportjobs.addons.recordreplay as recordreplay
+from exportjobs.addons.cassette import load_cassette
+from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
 from tests.test_addon_support import COLLECTION, auth_headers
 
 MITMDUMP = Path(sys.executable).with_name("mitmdump")
-ADDON = Path(addons.exportjobs.__file__)
+ADDON = Path(recordreplay.__file__)
 
 BROKEN_ADDON = textwrap.dedent("""
     # Deliberately broken: the cassette write happens after the response went to the client.
     import asyncio
-    from addons.exportjobs import ExportJobs
+    from exportjobs.addons.recordreplay import ExportJobs
 
     class WritesLate(ExportJobs):
         async def _record(self, flow, exchange):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from addons.cassette import load_cassette
+from exportjobs.addons.cassette import load_cassette
 
 
 _FULL_DISK = r'''
 import asyncio, resource, signal, sys
-from addons.cassette import CassetteWriter, new_header
+from exportjobs.addons.cassette import CassetteWriter, new_header
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
 

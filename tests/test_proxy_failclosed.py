@@ -15,11 +15,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-import addons.exportjobs
-import addons.gate
-from addons.cassette import CassetteWriter, load_cassette, new_header
-from addons.guard import FailClosed
-from simulator.proxy import ProxyError
+import exportjobs.addons.recordreplay as recordreplay
+import exportjobs.addons.gate
+from exportjobs.addons.cassette import CassetteWriter, load_cassette, new_header
+from exportjobs.addons.guard import FailClosed
+from exportjobs.addons.proxy import ProxyError
 from tests.test_addon_support import COLLECTION, Tripwire, auth_headers
 from tests.test_proxy_crash import MITMDUMP, _LISTENING
 
@@ -201,7 +201,7 @@ async def test_any_failure_while_indexing_refuses_to_start(proxies, tmp_path, mo
     def broken(*args, **kwargs):
         raise ValueError("an index that cannot be built")
 
-    monkeypatch.setattr(addons.exportjobs, "load_index", broken)
+    monkeypatch.setattr(recordreplay, "load_index", broken)
     with pytest.raises(ProxyError) as caught:
         await proxies("replay", await _cassette(tmp_path / "c.yaml"))
     assert caught.value.exit_code == 2
@@ -211,7 +211,7 @@ async def test_any_failure_while_indexing_refuses_to_start(proxies, tmp_path, mo
 def test_the_cli_exits_2_on_a_cassette_that_cannot_be_indexed(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD_CASSETTE)
-    done = subprocess.run([sys.executable, "-m", "simulator.cli", "proxy", "--mode", "replay",
+    done = subprocess.run([sys.executable, "-m", "exportjobs", "proxy", "--mode", "replay",
                            "--cassette", str(bad), "--port", "0", "--confdir", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done
@@ -225,7 +225,7 @@ async def test_mitmdump_does_not_come_up_serving_a_cassette_that_cannot_be_index
     bad.write_text(BAD_CASSETTE)
     async with Tripwire() as wire:
         process = await asyncio.create_subprocess_exec(
-            str(MITMDUMP), "-s", str(Path(addons.exportjobs.__file__)), "--listen-host",
+            str(MITMDUMP), "-s", str(Path(recordreplay.__file__)), "--listen-host",
             "127.0.0.1", "-p", "0", "--set", f"confdir={mitm_confdir}",
             "--set", "exportjobs_mode=replay", "--set", f"exportjobs_cassette={bad}",
             "--set", f"exportjobs_hosts=127.0.0.1:{wire.port}",

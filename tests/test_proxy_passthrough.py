@@ -7,7 +7,7 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from addons.cassette import load_cassette
+from exportjobs.addons.cassette import load_cassette
 from tests.test_addon_support import COLLECTION, ProxiedClient, auth_headers
 
 REQUEST_BODY = bytes(range(256)) * 4  # not UTF-8, not JSON

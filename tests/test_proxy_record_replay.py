@@ -13,10 +13,10 @@ import logging
 import aiohttp
 import pytest
 
-from addons.cassette import load_cassette
-from addons.matching import Outcome, ReplayIndex, Take, request_key
-from simulator.emulator import EmulatorConfig, start_emulator
-from simulator.jobs import encode_job_id
+from exportjobs.addons.cassette import load_cassette
+from exportjobs.addons.matching import Outcome, ReplayIndex, Take, request_key
+from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
+from exportjobs.simulator.emulator.jobs import encode_job_id
 from tests.test_addon_support import (
     COLLECTION,
     ConnectSpy,
@@ -263,7 +263,7 @@ async def test_a_response_that_cannot_be_recorded_is_not_passed_on_as_a_success(
                                                                                  monkeypatch, caplog):
     import errno
 
-    from addons.cassette import CassetteWriter
+    from exportjobs.addons.cassette import CassetteWriter
 
     def disk_full(self, blob):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -279,14 +279,14 @@ async def test_a_response_that_cannot_be_recorded_is_not_passed_on_as_a_success(
 
 async def test_a_recording_that_cannot_be_sent_fails_closed(tmp_path, proxies, monkeypatch):
     """Whatever goes wrong building a replayed response, the flow is answered, never forwarded."""
-    import addons.exportjobs
+    import exportjobs.addons.recordreplay as recordreplay
 
     cassette, _ = await _record_race(tmp_path, proxies)
 
     def broken(*args, **kwargs):
         raise ValueError("simulated unusable recording")
 
-    monkeypatch.setattr(addons.exportjobs, "recorded_response", broken)
+    monkeypatch.setattr(recordreplay, "recorded_response", broken)
     async with Tripwire() as tripwire:
         spy = ConnectSpy(block=True)
         player = await proxies("replay", cassette, tripwire.url, extra_addons=[spy])

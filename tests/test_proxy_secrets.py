@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from addons.redaction import PLACEHOLDER, Redactor
-from simulator.auth import fake_token
-from simulator.emulator import EmulatorConfig, start_emulator
+from exportjobs.addons.redaction import PLACEHOLDER, Redactor
+from exportjobs.simulator.emulator.auth import fake_token
+from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
 from tests.test_addon_support import COLLECTION, ProxiedClient, leaked
 
 TOKEN = fake_token(canary="CANARY-IN-JWT")

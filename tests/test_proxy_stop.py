@@ -15,8 +15,8 @@ import uuid
 
 import aiohttp
 
-from addons.cassette import load_cassette
-from simulator.emulator import EmulatorConfig, start_emulator
+from exportjobs.addons.cassette import load_cassette
+from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
 from tests.test_addon_support import COLLECTION, auth_headers
 
 _ON = re.compile(rb"on http://127\.0\.0\.1:(\d+);")
@@ -26,7 +26,7 @@ async def test_sigterm_under_load_loses_no_recorded_response(tmp_path, mitm_conf
     emulator = await start_emulator(EmulatorConfig(start_after=60, run_for=60))
     cassette = tmp_path / "stop.yaml"
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulator.cli", "proxy", "--mode", "record", "--cassette",
+        sys.executable, "-m", "exportjobs", "proxy", "--mode", "record", "--cassette",
         str(cassette), "--port", "0", "--upstream", emulator.url, "--confdir", str(mitm_confdir),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     received: set[str] = set()

@@ -9,7 +9,7 @@ import socket
 
 import aiohttp
 
-from addons.cassette import load_cassette
+from exportjobs.addons.cassette import load_cassette
 from tests.test_addon_support import COLLECTION, auth_headers
 
 PAIR = {"goalsOrganizationId": "33333333-3333-4333-8333-333333333333",

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-import addons.replay
-from addons.matching import ReplayIndex
-from addons.replay import REPLAY_HEADER, recorded_response
+import exportjobs.addons.replay
+from exportjobs.addons.matching import ReplayIndex
+from exportjobs.addons.replay import REPLAY_HEADER, recorded_response
 
 URL = "https://graph.microsoft.com/beta/employeeExperience/goals/exportJobs"
 REQUEST = {"method": "POST", "url": URL, "json": {"a": 1}}
@@ -53,9 +53,9 @@ def test_hop_by_hop_headers_describe_the_recorded_connection_and_are_not_replaye
 
 def test_date_is_the_time_of_the_replay(monkeypatch):
     index, live = _index(), _live()
-    monkeypatch.setattr(addons.replay.time, "time", lambda: 1_800_000_000.0)
+    monkeypatch.setattr(exportjobs.addons.replay.time, "time", lambda: 1_800_000_000.0)
     first = recorded_response(index.take(REQUEST), live)
-    monkeypatch.setattr(addons.replay.time, "time", lambda: 1_800_000_061.0)
+    monkeypatch.setattr(exportjobs.addons.replay.time, "time", lambda: 1_800_000_061.0)
     second = recorded_response(index.take(REQUEST), live)
     assert first.headers["Date"] == "Fri, 15 Jan 2027 08:00:00 GMT"
     assert second.headers["Date"] == "Fri, 15 Jan 2027 08:01:01 GMT"

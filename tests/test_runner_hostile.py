@@ -22,7 +22,7 @@ import pytest
 
 from simulator import cli
 
-EXPORTJOBS = [sys.executable, "-m", "simulator.cli"]
+EXPORTJOBS = [sys.executable, "-m", "exportjobs"]
 JOBS = "/beta/employeeExperience/goals/exportJobs"
 
 
@@ -198,8 +198,8 @@ steps:
 
 
 async def test_a_saved_value_that_cannot_be_sent_fails_its_step_naming_the_line(emulator, tmp_path):
-    from simulator.runner import run_scenario
-    from simulator.scenario import load_scenario
+    from exportjobs.simulator.runner import run_scenario
+    from exportjobs.simulator.scenario import load_scenario
 
     path = write(tmp_path, SAVED_NOT_A_URL)
     result = await run_scenario(load_scenario(path), target=emulator.url)
@@ -268,8 +268,8 @@ def test_a_target_that_never_answers_stops_the_run_with_exit_3(silent_target, tm
 def test_a_catastrophic_pattern_gives_up_instead_of_hanging():
     """``(a+)+$`` against 40 a's and a '!' backtracks about 2**40 times in Python's re."""
     code = textwrap.dedent("""\
-        from simulator.expectations import check_response
-        from simulator.transport import Outcome
+        from exportjobs.simulator.expectations import check_response
+        from exportjobs.simulator.transport import Outcome
         body = b'{"v": "' + b"a" * 40 + b'!"}'
         checks = check_response({"json": {"v": {"pattern": "(a+)+$"}}}, Outcome(200, {}, body, 0.0), {})
         print(checks[0].ok, checks[0].expected)

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from simulator.scenario import ScenarioError, load_scenario, parse_scenario, schema
+from exportjobs.simulator.scenario import ScenarioError, load_scenario, parse_scenario, schema
 
 SCENARIOS = sorted(Path(__file__).parent.parent.joinpath("scenarios").glob("*.yaml"))
 
@@ -141,8 +141,8 @@ def test_every_problem_is_reported_at_once_keys_given_twice_included():
 
 
 def test_aliases_of_aliases_are_checked_once_and_deep_nesting_is_a_clear_error(monkeypatch):
-    from simulator import yamldoc
-    from simulator.yamldoc import YamlError, read_yaml
+    from exportjobs import yamldoc
+    from exportjobs.yamldoc import YamlError, read_yaml
 
     calls = []
     visit = yamldoc._KeyCheck.visit

@@ -15,8 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.runner import preflight
-from simulator.scenario import ScenarioError, parse_scenario, schema
+from exportjobs.simulator.runner import preflight
+from exportjobs.simulator.scenario import ScenarioError, parse_scenario, schema
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 

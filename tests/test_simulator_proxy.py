@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from simulator.proxy import start_proxy
+from exportjobs.addons.proxy import start_proxy
 from tests.test_simulator_run import RACE, broken, scenario
 
 
@@ -24,13 +24,13 @@ async def test_bursts_work_through_an_http_proxy_to_an_http_target(emulator, rel
 
 
 async def run(text, target, proxy):
-    from simulator.runner import run_scenario
+    from exportjobs.simulator.runner import run_scenario
 
     return await run_scenario(scenario(text), target=target, proxy=proxy)
 
 
 async def test_an_unreachable_proxy_aborts_with_exit_3(emulator, unused_tcp_port):
-    from simulator.runner import RunAborted
+    from exportjobs.simulator.runner import RunAborted
 
     with pytest.raises(RunAborted) as info:
         await run(RACE.replace("RELEASE", "none"), emulator.url, f"http://127.0.0.1:{unused_tcp_port}")
@@ -41,8 +41,8 @@ async def test_an_unreachable_proxy_aborts_with_exit_3(emulator, unused_tcp_port
 async def test_bursts_send_the_proxy_urls_credentials(emulator, proxies, mitm_ssl, scheme):
     """A proxy that asks for credentials gets them from the proxy URL: in the request line's
     headers over plain HTTP, on the CONNECT for HTTPS. Without them it answers 407."""
-    from simulator.report import print_summary, run_data
-    from simulator.runner import run_scenario
+    from exportjobs.simulator.report import print_summary, run_data
+    from exportjobs.simulator.runner import run_scenario
 
     proxy = await proxies("passthrough", None, emulator.url)
     proxy.master.options.update(proxyauth="alice:s3cret")
@@ -63,7 +63,7 @@ async def test_bursts_send_the_proxy_urls_credentials(emulator, proxies, mitm_ss
 
 
 async def test_proxy_credentials_http_cannot_carry_are_a_clear_error(emulator):
-    from simulator.runner import RunAborted
+    from exportjobs.simulator.runner import RunAborted
 
     with pytest.raises(RunAborted) as info:
         await run(RACE.replace("RELEASE", "none"), emulator.url, "http://a%3Ab:pw@127.0.0.1:9")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from simulator.emulator import EmulatorConfig, start_emulator
-from simulator.runner import RunAborted, run_scenario
-from simulator.scenario import load_scenario, parse_scenario
+from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
+from exportjobs.simulator.runner import RunAborted, run_scenario
+from exportjobs.simulator.scenario import load_scenario, parse_scenario
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 JOBS = "/beta/employeeExperience/goals/exportJobs"
@@ -230,7 +230,7 @@ async def test_unreachable_target_aborts_before_sending(unused_tcp_port):
 
 
 async def test_token_from_the_environment_is_used(emulator, monkeypatch):
-    from simulator.auth import READ, fake_token
+    from exportjobs.simulator.emulator.auth import READ, fake_token
 
     monkeypatch.setenv("GRAPH_TOKEN", fake_token(READ))
     text = f"""\

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from simulator.expectations import check_burst, check_response
-from simulator.stats import LatencyHistogram, TrafficStats
-from simulator.transport import Outcome
-from simulator.values import MISSING, get_path, interpolate, parse_path, references
+from exportjobs.simulator.expectations import check_burst, check_response
+from exportjobs.simulator.stats import LatencyHistogram, TrafficStats
+from exportjobs.simulator.transport import Outcome
+from exportjobs.simulator.values import MISSING, get_path, interpolate, parse_path, references
 
 
 def test_interpolation_keeps_types_for_whole_references():
@@ -107,7 +107,7 @@ def test_the_409_invariant_fails_when_the_201_has_no_id():
 
 
 def test_credentials_in_urls_are_never_shown():
-    from simulator.values import shown_url
+    from exportjobs.simulator.values import shown_url
 
     assert shown_url("http://user:s3cret@127.0.0.1:3128") == "http://REDACTED@127.0.0.1:3128"
     assert shown_url("http://127.0.0.1:8080") == "http://127.0.0.1:8080"

@@ -19,9 +19,9 @@ from mitmproxy import exceptions, options
 from mitmproxy.addons import default_addons
 from mitmproxy.master import Master
 
-from addons.exportjobs import ExportJobs
-from addons.faults import Faults
-from addons.gate import RaceGate
+from exportjobs.addons.recordreplay import ExportJobs
+from exportjobs.addons.faults import Faults
+from exportjobs.addons.gate import RaceGate
 
 CA_CERT_FILE = "mitmproxy-ca-cert.pem"
 

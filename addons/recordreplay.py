@@ -20,17 +20,17 @@ from typing import Any, Optional
 
 from mitmproxy import ctx, exceptions, http
 
-from addons.cassette import (
+from exportjobs.addons.cassette import (
     CassetteError,
     CassetteWriter,
     new_header,
     request_doc,
     response_doc,
 )
-from addons.faults import INJECTED_META, Faults, injected_note
-from addons.gate import RaceGate
-from addons.guard import ANSWER, FailClosed, answer_with, install_error_answers
-from addons.matching import (
+from exportjobs.addons.faults import INJECTED_META, Faults, injected_note
+from exportjobs.addons.gate import RaceGate
+from exportjobs.addons.guard import ANSWER, FailClosed, answer_with, install_error_answers
+from exportjobs.addons.matching import (
     EXHAUSTION_POLICIES,
     INJECTED,
     REPEAT_LAST,
@@ -38,19 +38,19 @@ from addons.matching import (
     ReplayIndex,
     load_index,
 )
-from addons.redaction import Redactor
-from addons.replay import (
+from exportjobs.addons.redaction import Redactor
+from exportjobs.addons.replay import (
     not_recorded_response,
     proxy_error_response,
     recorded_response,
     replay_failed_response,
     response_json,
 )
-from addons.scope import Scope
-from addons.summary import exchange_line, shown
-from addons.timeline import Timeline
-from addons.upstream import Upstream
-from simulator.graph import error_json, graph_date
+from exportjobs.addons.scope import Scope
+from exportjobs.addons.summary import exchange_line, shown
+from exportjobs.addons.timeline import Timeline
+from exportjobs.addons.upstream import Upstream
+from exportjobs.graph import error_json, graph_date
 
 log = logging.getLogger("exportjobs.proxy")
 

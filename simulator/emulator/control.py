@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from simulator.emulator import ARRIVALS, CLOCK, CONFIG, STORE, _continue, read_body
-from simulator.graph import (
+from exportjobs.simulator.emulator.app import ARRIVALS, CLOCK, CONFIG, STORE, _continue, read_body
+from exportjobs.graph import (
     MAX_JSON_DEPTH,
     GraphError,
     JsonTooDeep,

@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from simulator.graph import load_json
+from exportjobs.graph import load_json
 
 READ_WRITE = "Goals-Export.ReadWrite.All"
 READ = "Goals-Export.Read.All"

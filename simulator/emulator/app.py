@@ -28,9 +28,9 @@ from aiohttp.http_exceptions import (
 from aiohttp.web_log import AccessLogger
 from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 
-from simulator.arrivals import ArrivalLog, ArrivalStamp
-from simulator.auth import check_authorization
-from simulator.graph import (
+from exportjobs.simulator.emulator.arrivals import ArrivalLog, ArrivalStamp
+from exportjobs.simulator.emulator.auth import check_authorization
+from exportjobs.graph import (
     HTTP_ERRORS,
     MAX_JSON_DEPTH,
     GraphError,
@@ -40,9 +40,9 @@ from simulator.graph import (
     load_json,
     new_request_id,
 )
-from simulator.jobs import Clock, Job, JobStore, export_csv, is_well_formed_job_id
-from simulator.odata import parse_filter, parse_select, project
-from simulator.routes import ExportJobsRoute, match_exportjobs
+from exportjobs.simulator.emulator.jobs import Clock, Job, JobStore, export_csv, is_well_formed_job_id
+from exportjobs.simulator.emulator.odata import parse_filter, parse_select, project
+from exportjobs.graph import ExportJobsRoute, match_exportjobs
 
 log = logging.getLogger("exportjobs.emulator")
 
@@ -536,7 +536,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = None) -> web.Application:
     """The emulator as an aiohttp ``Application``; state lives on the app."""
-    from simulator.control import add_control_routes  # control imports our app keys
+    from exportjobs.simulator.emulator.control import add_control_routes  # control imports our app keys
 
     config = config or EmulatorConfig()
     clock = clock or Clock()

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from simulator.embedded import EmbeddedEmulator
-from simulator.emulator import EmulatorConfig
-from simulator.runner import RunResult, StepResult, run_scenario
-from simulator.scenario import Scenario, load_scenario
+from exportjobs.simulator.emulator.embedded import EmbeddedEmulator
+from exportjobs.simulator.emulator.app import EmulatorConfig
+from exportjobs.simulator.runner import RunResult, StepResult, run_scenario
+from exportjobs.simulator.scenario import Scenario, load_scenario
 
 GRAPH = "https://graph.microsoft.com"
 SCENARIO = "duplicate-create-race.yaml"
@@ -64,7 +64,7 @@ def _declared(scenario: Scenario, run: RunResult) -> dict[str, str]:
 
 
 async def run_demo(cassette: Path | None = None, out: TextIO = sys.stdout) -> int:
-    from simulator.proxy import quiet_mitmproxy_logs, start_proxy
+    from exportjobs.addons.proxy import quiet_mitmproxy_logs, start_proxy
 
     started = time.perf_counter()
     scenario = load_scenario(_scenario_path())

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from simulator.graph import ODATA_TYPE, PENDING_STATUSES, graph_time
+from exportjobs.graph import ODATA_TYPE, PENDING_STATUSES, graph_time
 
 # Graph's documented example keeps results available for about 40 days.
 RESULT_LIFETIME_S = 40 * 24 * 3600

@@ -18,6 +18,9 @@ _EXPORTJOBS_RE = re.compile(
     re.IGNORECASE,
 )
 
+# The documented path; clients may spell it in other cases and with v1.0 (see the pattern).
+COLLECTION_PATH = "/beta/employeeExperience/goals/exportJobs"
+
 Resource = Literal["collection", "job", "content"]
 
 

@@ -11,7 +11,7 @@ import asyncio
 import threading
 from types import TracebackType
 
-from simulator.emulator import EmulatorConfig, RunningEmulator, start_emulator
+from exportjobs.simulator.emulator.app import EmulatorConfig, RunningEmulator, start_emulator
 
 
 class EmbeddedEmulator:

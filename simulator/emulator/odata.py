@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from simulator.graph import JOB_PROPERTIES, GraphError
+from exportjobs.graph import JOB_PROPERTIES, GraphError
 
 _FILTER_CLAUSE = re.compile(r"^\s*([A-Za-z_@.]+)\s+(\w+)\s+'([^']*)'\s*$")
 

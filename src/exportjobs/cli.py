@@ -11,8 +11,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from simulator.emulator import EmulatorConfig, start_emulator
-from simulator.graph import is_guid
+from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
+from exportjobs.graph import is_guid
 
 UNSAFE_BANNER = (
     "!!! UNSAFE: --unsafe-race-window-ms {ms:g} !!!\n"
@@ -125,11 +125,11 @@ _URL = re.compile(r"^https?://[^/\s]+/?$")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from simulator.progress import Progress
-    from simulator.report import print_summary, write_json, write_junit
-    from simulator.runner import RunAborted, run_scenario
-    from simulator.scenario import ScenarioError, load_scenario
-    from simulator.transport import RequestError, check_base_url
+    from exportjobs.simulator.progress import Progress
+    from exportjobs.simulator.report import print_summary, write_json, write_junit
+    from exportjobs.simulator.runner import RunAborted, run_scenario
+    from exportjobs.simulator.scenario import ScenarioError, load_scenario
+    from exportjobs.simulator.transport import RequestError, check_base_url
 
     def usage(message: str) -> int:
         print(f"exportjobs run: {message}", file=sys.stderr)
@@ -204,10 +204,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from simulator.demo import run_demo
-    from simulator.proxy import ProxyError
-    from simulator.runner import RunAborted
-    from simulator.scenario import ScenarioError
+    from exportjobs.demo import run_demo
+    from exportjobs.addons.proxy import ProxyError
+    from exportjobs.simulator.runner import RunAborted
+    from exportjobs.simulator.scenario import ScenarioError
 
     try:
         return asyncio.run(run_demo(Path(args.cassette)))
@@ -282,7 +282,7 @@ def _proxy(args: argparse.Namespace) -> int:
 
 
 async def _proxy_until_stopped(args: argparse.Namespace) -> int:
-    from simulator.proxy import ProxyError, quiet_mitmproxy_logs, start_proxy
+    from exportjobs.addons.proxy import ProxyError, quiet_mitmproxy_logs, start_proxy
 
     quiet_mitmproxy_logs()
     try:

@@ -1,6 +1,6 @@
 """Record and replay Microsoft Graph exportJobs traffic; fail closed offline.
 
-Load with ``mitmdump -s addons/exportjobs.py --set exportjobs_mode=record --set
+Load with ``mitmdump -s "$(exportjobs addon)" --set exportjobs_mode=record --set
 exportjobs_cassette=run.yaml``. Only exportJobs requests (see ``addons.scope``) are touched:
 in ``record`` mode each exchange is redacted and appended to the cassette before the client
 gets the response; in ``replay`` mode answers come from the cassette and no upstream
@@ -27,8 +27,7 @@ from exportjobs.addons.cassette import (
     request_doc,
     response_doc,
 )
-from exportjobs.addons.faults import INJECTED_META, Faults, injected_note
-from exportjobs.addons.gate import RaceGate
+from exportjobs.addons.faults import INJECTED_META, injected_note
 from exportjobs.addons.guard import ANSWER, FailClosed, answer_with, install_error_answers
 from exportjobs.addons.matching import (
     EXHAUSTION_POLICIES,
@@ -432,6 +431,3 @@ class ExportJobs(FailClosed):
             return 0
         return self._recording + sum(1 for e in self._exchanges.values() if e.number)
 
-
-# Faults answer first and the gate holds next, so both act before record, replay and redirect.
-addons = [Faults(), RaceGate(), ExportJobs()]

@@ -7,7 +7,7 @@ measure the proxy. Within each part the sides alternate for ``rounds`` rounds; f
 are medians.
 
 - Record: the same list GETs (a one-job store) through bare ``mitmdump`` forwarding and
-  through ``mitmdump -s addons/exportjobs.py`` in record mode (scoped to the emulator with
+  through ``mitmdump -s addons/mitmproxy_script.py`` in record mode (scoped to the emulator with
   ``exportjobs_hosts``). Each record run must grow the cassette by the 200s wrk counted
   (plus at most the requests in flight when wrk stopped), and the cassette must load at the
   end. Goal: at least 0.9x. Two more sides in the same rounds show where record's cost
@@ -88,7 +88,7 @@ def _proxy(name: str, upstream_port: int, extra: list[str], confdir: Path, opts:
 
 
 def _addon(mode: str, cassette: Path, upstream_port: int) -> list[str]:
-    return ["-s", "addons/exportjobs.py", "--set", f"exportjobs_mode={mode}",
+    return ["-s", "addons/mitmproxy_script.py", "--set", f"exportjobs_mode={mode}",
             "--set", f"exportjobs_cassette={cassette}",
             "--set", f"exportjobs_hosts={HOST}:{upstream_port}"]
 

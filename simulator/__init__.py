@@ -1,3 +1,1 @@
-"""Emulator and traffic simulator for Microsoft Graph's Viva Goals exportJobs API."""
-
-__version__ = "0.1.0"
+"""The emulator of the exportJobs service (``emulator``) and the YAML scenario runner."""

@@ -14,13 +14,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
+from exportjobs import scenarios as shipped
 from exportjobs.simulator.expectations import pattern_problem
 from exportjobs.simulator.values import GENERATORS, parse_path, references
 from exportjobs.yamldoc import YamlDocument, YamlError, read_yaml
@@ -89,7 +89,7 @@ class Scenario:
 
 @cache
 def schema() -> dict[str, Any]:
-    return json.loads(resources.files("simulator").joinpath("scenario.schema.json").read_text())
+    return json.loads(shipped.schema_text())
 
 
 # --- YAML with line numbers ------------------------------------------------------------------

@@ -252,7 +252,7 @@ def test_a_client_hanging_up_mid_body_is_one_quiet_line(served, path):
 
 def test_a_bug_in_a_handler_is_a_logged_graph_error(served, monkeypatch):
     """No input is known to reach it; should a bug, it is Graph-shaped and logged once."""
-    from simulator import emulator
+    from exportjobs.simulator.emulator import app as emulator
 
     async def broken(request, route):
         raise KeyError("a bug")

@@ -1,7 +1,7 @@
 """Files people write or share, made hostile: each is a clear error naming the file and the
 line, or a valid load; never another exception, a hang or memory beyond a bound.
 
-Cassettes go through ``addons.matching.load_index`` (load and index: what replay needs);
+Cassettes go through ``exportjobs.addons.matching.load_index`` (load and index: what replay needs);
 scenarios and fault plans through the one YAML reader, ``simulator.yamldoc.read_yaml``.
 """
 

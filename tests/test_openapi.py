@@ -27,7 +27,7 @@ SPEC_URI = "urn:exportjobs:openapi"
 
 
 def load_spec() -> dict[str, Any]:
-    text = resources.files("simulator").joinpath("openapi.yaml").read_text(encoding="utf-8")
+    text = resources.files("exportjobs.simulator.emulator").joinpath("openapi.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
 
@@ -107,7 +107,7 @@ def test_every_schema_is_valid_json_schema_and_every_ref_resolves():
 
 
 def test_it_ships_with_the_package():
-    assert resources.files("simulator").joinpath("openapi.yaml").is_file()
+    assert resources.files("exportjobs.simulator.emulator").joinpath("openapi.yaml").is_file()
 
 
 # --- real responses against it ---------------------------------------------------------------

@@ -26,7 +26,7 @@ from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
 from tests.test_addon_support import COLLECTION, auth_headers
 
 MITMDUMP = Path(sys.executable).with_name("mitmdump")
-ADDON = Path(recordreplay.__file__)
+ADDON = Path(recordreplay.__file__).with_name("mitmproxy_script.py")
 
 BROKEN_ADDON = textwrap.dedent("""
     # Deliberately broken: the cassette write happens after the response went to the client.

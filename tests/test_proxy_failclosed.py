@@ -138,7 +138,7 @@ async def test_an_exception_inside_our_own_addons_ends_the_flow(
     def broken(*args, **kwargs):
         raise Boom(f"{target} broke")
 
-    module = addons.gate if target == "create_pair" else addons.exportjobs
+    module = exportjobs.addons.gate if target == "create_pair" else recordreplay
     monkeypatch.setattr(module, target, broken)
     cassette = tmp_path / "rec.yaml"
     proxy = await proxies("record", cassette, emulator.url, gate=2, gate_timeout=0.2)
@@ -225,7 +225,7 @@ async def test_mitmdump_does_not_come_up_serving_a_cassette_that_cannot_be_index
     bad.write_text(BAD_CASSETTE)
     async with Tripwire() as wire:
         process = await asyncio.create_subprocess_exec(
-            str(MITMDUMP), "-s", str(Path(recordreplay.__file__)), "--listen-host",
+            str(MITMDUMP), "-s", str(Path(recordreplay.__file__).with_name("mitmproxy_script.py")), "--listen-host",
             "127.0.0.1", "-p", "0", "--set", f"confdir={mitm_confdir}",
             "--set", "exportjobs_mode=replay", "--set", f"exportjobs_cassette={bad}",
             "--set", f"exportjobs_hosts=127.0.0.1:{wire.port}",

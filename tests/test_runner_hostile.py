@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator import cli
+from exportjobs import cli
 
 EXPORTJOBS = [sys.executable, "-m", "exportjobs"]
 JOBS = "/beta/employeeExperience/goals/exportJobs"
@@ -213,7 +213,7 @@ async def test_a_saved_value_that_cannot_be_sent_fails_its_step_naming_the_line(
 
 def test_an_internal_error_in_a_step_fails_that_step_and_reports_are_still_written(
         tmp_path, capsys, monkeypatch):
-    from simulator import runner
+    from exportjobs.simulator import runner
 
     def broken_check(*args, **kwargs):
         raise RuntimeError("deliberately broken for the test")

@@ -50,7 +50,7 @@ def test_shipped_scenarios_load(path):
 def test_shipped_scenarios_name_the_schema_for_editors():
     for path in SCENARIOS:
         assert path.read_text().startswith(
-            "# yaml-language-server: $schema=../simulator/scenario.schema.json"), path
+            "# yaml-language-server: $schema=scenario.schema.json"), path
 
 
 def test_a_valid_scenario_loads_with_lines_and_kinds():

@@ -10,6 +10,10 @@ import re
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from exportjobs import __version__
+from exportjobs import scenarios as shipped
 
 from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
 from exportjobs.graph import is_guid
@@ -95,7 +99,10 @@ async def _until_signalled() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, AttributeError):  # Windows: no loop signal handlers
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
     await stop.wait()
 
 
@@ -104,7 +111,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                        description="Exit status: 0 every expectation held, 1 an expectation "
                        "failed, 2 the scenario or command line is invalid, 3 the target could "
                        "not be reached.")
-    p.add_argument("scenario", help="the scenario file (YAML)")
+    p.add_argument("scenario", help="the scenario file (YAML), or the name of a shipped one "
+                   "(see: exportjobs scenarios)")
     p.add_argument("--target", metavar="URL", help="base URL to test (default: the scenario's "
                    "target, else an embedded emulator)")
     p.add_argument("--proxy", metavar="URL", help="send every request through this HTTP proxy")
@@ -157,12 +165,15 @@ def _run(args: argparse.Namespace) -> int:
             ssl_context = ssl.create_default_context(cafile=args.cacert)
         except (OSError, ssl.SSLError) as exc:
             return usage(f"--cacert {args.cacert}: cannot load it ({exc})")
+    scenario_file = _scenario_file(args.scenario)
     try:
-        scenario = load_scenario(args.scenario, extra_variables=set(overrides))
+        scenario = load_scenario(scenario_file, extra_variables=set(overrides))
     except ScenarioError as exc:
         print(exc, file=sys.stderr)
         print(f"exportjobs run: {args.scenario} is not a valid scenario; nothing was sent",
               file=sys.stderr)
+        if not scenario_file.exists():
+            print(f"(shipped scenarios run by name: {', '.join(shipped.names())})", file=sys.stderr)
         return 2
     progress = Progress(enabled=False) if args.no_progress else Progress()
     try:
@@ -193,6 +204,71 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _scenario_file(arg: str) -> Path:
+    """A scenario file as given, else the shipped scenario of that name (the loader says
+    what is wrong with a path that is neither)."""
+    given = Path(arg)
+    found = shipped.path(arg) if not given.exists() and len(given.parts) == 1 else None
+    return found or given
+
+
+def _add_scenarios(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("scenarios", help="list the shipped scenarios, or copy one to edit",
+                       description="Without arguments, list the shipped scenarios. "
+                       "'copy NAME [DIR]' writes an editable copy (and the schema editors "
+                       "use) into DIR, the current folder by default.")
+    p.add_argument("action", nargs="?", choices=("list", "copy"), default="list")
+    p.add_argument("name", nargs="?", help="with copy: the scenario to copy")
+    p.add_argument("folder", nargs="?", default=".", help="with copy: where to write it")
+    p.set_defaults(func=_scenarios)
+
+
+def _scenarios(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        width = max(len(name) for name in shipped.names())
+        for name in shipped.names():
+            print(f"{name:<{width}}  {shipped.summary(name)}")
+        print("\nRun one with: exportjobs run NAME; edit a copy: exportjobs scenarios copy NAME")
+        return 0
+    if not args.name:
+        print("exportjobs scenarios copy: name the scenario to copy, e.g. "
+              "exportjobs scenarios copy duplicate-create-race", file=sys.stderr)
+        return 2
+    try:
+        written = shipped.copy(args.name, Path(args.folder))
+    except FileNotFoundError:
+        print(f"exportjobs scenarios copy: no shipped scenario {args.name!r}; shipped: "
+              f"{', '.join(shipped.names())}", file=sys.stderr)
+        return 2
+    except FileExistsError as exc:
+        print(f"exportjobs scenarios copy: {exc} exists already; remove it or pick another folder",
+              file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"exportjobs scenarios copy: cannot write into {args.folder}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 2
+    print(f"wrote {written} (and {shipped.SCHEMA_FILE} beside it); run it with: "
+          f"exportjobs run {written}")
+    return 0
+
+
+def _add_addon(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("addon", help="print the path of the mitmproxy script, for mitmdump -s",
+                       description='Use: mitmdump -s "$(exportjobs addon)" --set '
+                       "exportjobs_mode=record --set exportjobs_cassette=FILE. The mitmproxy "
+                       "that loads it must be able to import exportjobs (for pipx: pipx inject "
+                       "mitmproxy exportjobs).")
+    p.set_defaults(func=_addon)
+
+
+def _addon(args: argparse.Namespace) -> int:
+    import exportjobs.addons
+
+    print(Path(exportjobs.addons.__file__).with_name("mitmproxy_script.py"))
+    return 0
+
+
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the main job: record the duplicate-create race through the "
                        "proxy, then replay it offline")
@@ -202,8 +278,6 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from exportjobs.demo import run_demo
     from exportjobs.addons.proxy import ProxyError
     from exportjobs.simulator.runner import RunAborted
@@ -306,16 +380,32 @@ async def _proxy_until_stopped(args: argparse.Namespace) -> int:
     return 0
 
 
+def _versions() -> str:
+    from importlib import metadata
+
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return (f"exportjobs {__version__} (mitmproxy {version('mitmproxy')}, aiohttp "
+            f"{version('aiohttp')}, Python {sys.version.split()[0]})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="exportjobs",
         description="Emulate, record, replay and race Microsoft Graph's Viva Goals exportJobs API.",
     )
+    parser.add_argument("--version", action="version", version=_versions())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(sub)
     _add_run(sub)
+    _add_scenarios(sub)
     _add_demo(sub)
     _add_proxy(sub)
+    _add_addon(sub)
     return parser
 
 

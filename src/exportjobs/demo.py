@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from exportjobs import scenarios as shipped
 from exportjobs.simulator.emulator.embedded import EmbeddedEmulator
 from exportjobs.simulator.emulator.app import EmulatorConfig
 from exportjobs.simulator.runner import RunResult, StepResult, run_scenario
@@ -26,10 +27,9 @@ SCENARIO = "duplicate-create-race.yaml"
 
 
 def _scenario_path() -> Path:
-    for folder in (Path.cwd() / "scenarios", Path(__file__).resolve().parent.parent / "scenarios"):
-        if (folder / SCENARIO).is_file():
-            return folder / SCENARIO
-    raise FileNotFoundError(f"cannot find scenarios/{SCENARIO}; run the demo from the project folder")
+    found = shipped.path(SCENARIO)
+    assert found is not None, "the duplicate-create-race scenario ships with the package"
+    return found
 
 
 def _cell(result: StepResult) -> str:

@@ -31,7 +31,10 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from exportjobs.simulator.emulator.arrivals import ArrivalLog, ArrivalStamp
 from exportjobs.simulator.emulator.auth import check_authorization
 from exportjobs.graph import (
+    CSV_CONTENT_TYPE,
+    ERROR_CONTENT_TYPE,
     HTTP_ERRORS,
+    ODATA_CONTENT_TYPE,
     MAX_JSON_DEPTH,
     GraphError,
     JsonTooDeep,
@@ -46,8 +49,6 @@ from exportjobs.graph import ExportJobsRoute, match_exportjobs
 
 log = logging.getLogger("exportjobs.emulator")
 
-ODATA_JSON = "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
-ERROR_JSON = "application/json"
 
 
 @dataclass
@@ -76,7 +77,7 @@ def _error_response(err: GraphError, request_id: str, client_request_id: str) ->
     return web.Response(
         status=err.status,
         body=err.body(request_id, client_request_id),
-        headers={"Content-Type": ERROR_JSON, **err.headers},
+        headers={"Content-Type": ERROR_CONTENT_TYPE, **err.headers},
     )
 
 
@@ -253,7 +254,7 @@ def _one_line(exc: BaseException | None) -> str:
 
 
 def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> web.Response:
-    all_headers = {"Content-Type": ODATA_JSON}
+    all_headers = {"Content-Type": ODATA_CONTENT_TYPE}
     if headers:
         all_headers.update(headers)
     return web.Response(status=status, body=compact_json(payload), headers=all_headers)
@@ -485,7 +486,7 @@ async def get_content(request: web.Request, route: ExportJobsRoute) -> web.Respo
     if job.is_expired(now):
         raise GraphError(404, "notFound", "The export job's content has expired",
                          inner_code="exportJobContentExpired")
-    return web.Response(body=export_csv(job), headers={"Content-Type": "text/csv; charset=utf-8"})
+    return web.Response(body=export_csv(job), headers={"Content-Type": CSV_CONTENT_TYPE})
 
 
 _HANDLERS: dict[tuple[str, str], Handler] = {

@@ -21,12 +21,13 @@ import time
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
 from exportjobs.addons.guard import FailClosed
 from exportjobs.addons.scope import OptionScope
+from exportjobs.graph import create_key
+from exportjobs.simulator.emulator.client import EmulatorClient, EmulatorError
 
 log = logging.getLogger("exportjobs.proxy")
 
@@ -73,17 +74,9 @@ class _Hold:
 
 
 def create_pair(request: http.Request) -> Pair | None:
-    """(organization, view) of a create body, lower-cased; None when the body does not name both."""
-    try:
-        body = json.loads(request.get_content(strict=False) or b"")
-    except (ValueError, UnicodeDecodeError):
-        return None
-    if not isinstance(body, dict):
-        return None
-    org, view = body.get("goalsOrganizationId"), body.get("explorerViewId")
-    if not isinstance(org, str) or not isinstance(view, str):
-        return None
-    return org.lower(), view.lower()
+    """The pair Graph deduplicates a create on (``graph.create_key``); None when Graph would
+    refuse the body, so it is no create to race."""
+    return create_key(request.get_content(strict=False) or b"")
 
 
 class RaceGate(FailClosed):
@@ -213,20 +206,14 @@ class RaceGate(FailClosed):
         upstream = getattr(ctx.options, "exportjobs_upstream", None)
         if not upstream:
             return None
-        import aiohttp
-
         try:
-            async with aiohttp.ClientSession() as session:
-                async with session.get(f"{upstream.rstrip('/')}/_emulator/arrivals",
-                                       timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    data: Any = await r.json(content_type=None) if r.status == 200 else None
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, OSError):
-            return None
-        if not isinstance(data, dict) or not isinstance(data.get("arrivals"), list):
+            async with EmulatorClient(upstream, timeout=2) as emulator:
+                seen = await emulator.arrivals()
+        except EmulatorError:
             return None
         after = hold.released_ns // 1000
-        stamps = sorted(a["monotonicUs"] for a in data["arrivals"]
-                        if isinstance(a, dict) and a.get("monotonicUs", 0) >= after)[:len(hold.waiters)]
+        stamps = sorted(a.monotonic_us for a in seen.arrivals
+                        if a.monotonic_us >= after)[:len(hold.waiters)]
         if len(stamps) < 2:
             return None
         return (stamps[-1] - stamps[0]) / 1000

@@ -14,15 +14,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exportjobs.graph import COLLECTION_PATH
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 CREATES_LUA = BENCH_DIR / "creates.lua"
-CREATE_PATH = "/beta/employeeExperience/goals/exportJobs"
+CREATE_PATH = COLLECTION_PATH  # what the creates of every section post to
 HOST = "127.0.0.1"
 
 
@@ -217,17 +218,6 @@ class Server:
 
 def python_server(name: str, args: list[str], port: int, opts: Options) -> Server:
     return Server(name, [sys.executable, *args], port, server_cpus(opts))
-
-
-# No proxy handler: an http_proxy in the environment must not take loopback calls elsewhere.
-_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def http_json(method: str, url: str, timeout: float = 10) -> Any:
-    """A control-API call (loopback only): the decoded JSON response."""
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
-    with _LOOPBACK.open(request, timeout=timeout) as response:
-        return json.load(response)
 
 
 def median(values: list[float]) -> float:

@@ -17,11 +17,11 @@ from bench.common import (
     SectionResult,
     WrkResult,
     free_port,
-    http_json,
     median,
     python_server,
     run_wrk_on,
 )
+from exportjobs.simulator.emulator.client import SyncEmulatorClient
 
 NAME = "emulator"
 TITLE = "Emulator create throughput vs a minimal aiohttp handler"
@@ -97,15 +97,15 @@ def run(wrk: str, opts: Options) -> SectionResult:
     rounds: list[dict[str, Any]] = []
     lines: list[str] = []
     with minimal, floor, emulator:
-        info = http_json("GET", emulator.url + "/_emulator")
-        if info["unsafeRaceWindowMs"]:
+        control = SyncEmulatorClient(emulator.url)
+        if control.info().unsafe_race_window_ms:
             raise BenchError("the emulator under test must keep its atomic check")
 
         def reset() -> None:
-            http_json("POST", emulator.url + "/_emulator/reset")
+            control.reset()
 
         def jobs() -> int:
-            return http_json("GET", emulator.url + "/_emulator")["jobs"]
+            return control.info().jobs
 
         # Warm each (imports, first allocations, connection setup) outside the figures.
         run_wrk_on(minimal, wrk, "unique", opts, opts.warmup_s)

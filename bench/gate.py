@@ -23,11 +23,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 import tempfile
 import uuid
 from typing import Any
-
-import sys
 
 from bench.common import (
     CREATE_PATH,
@@ -36,11 +35,11 @@ from bench.common import (
     SectionResult,
     Server,
     free_port,
-    http_json,
     load_cpu,
     median,
     python_server,
 )
+from exportjobs.simulator.emulator.client import SyncEmulatorClient
 
 NAME = "gate"
 TITLE = "Race gate: arrival spread of 20 unsynchronised creates, and the proxy's per-request cost"
@@ -74,7 +73,8 @@ async def _spaced_round(emulator: str, proxy: str | None, clients: int = CLIENTS
     pair = {"goalsOrganizationId": ORG, "explorerViewId": str(uuid.uuid4())}
     headers = {"Authorization": f"Bearer {fake_token()}"}
     base = GRAPH if proxy else emulator
-    http_json("DELETE", emulator + "/_emulator/arrivals")
+    control = SyncEmulatorClient(emulator)
+    control.clear_arrivals()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=True)) as session:
         async def one(i: int) -> int:
             await asyncio.sleep(i * SPACING_S)
@@ -85,10 +85,10 @@ async def _spaced_round(emulator: str, proxy: str | None, clients: int = CLIENTS
         statuses = sorted(await asyncio.gather(*(one(i) for i in range(clients))))
     if statuses.count(201) != 1 or statuses.count(409) != clients - 1:
         raise BenchError(f"expected one 201 and {clients - 1} 409s, got {statuses}")
-    log = http_json("GET", emulator + "/_emulator/arrivals")
-    if len(log["arrivals"]) != clients:
-        raise BenchError(f"the emulator saw {len(log['arrivals'])} creates, not {clients}")
-    return log["spreadUs"] / 1000
+    seen = control.arrivals()
+    if len(seen.arrivals) != clients:
+        raise BenchError(f"the emulator saw {len(seen.arrivals)} creates, not {clients}")
+    return seen.spread_us / 1000
 
 
 async def _sequential(emulator: str, proxy: str | None) -> list[float]:

@@ -31,13 +31,13 @@ from bench.common import (
     Options,
     SectionResult,
     free_port,
-    http_json,
     load_cpu,
     median,
     python_server,
     run_wrk,
     server_cpus,
 )
+from exportjobs.simulator.emulator.client import SyncEmulatorClient
 
 NAME = "simulator"
 TITLE = "Simulator: load throughput vs wrk, burst spreads, load-phase memory"
@@ -92,6 +92,7 @@ async def _spreads(url: str) -> dict[str, dict[str, float]]:
     from exportjobs.simulator.transport import prepare_request, send_burst
 
     token = fake_token()
+    control = SyncEmulatorClient(url)
     out: dict[str, dict[str, float]] = {}
     for release in ("none", "barrier", "last-byte"):
         sends, arrivals = [], []
@@ -99,16 +100,16 @@ async def _spreads(url: str) -> dict[str, dict[str, float]]:
             body = {"goalsOrganizationId": ORG, "explorerViewId": str(uuid.uuid4())}
             request = prepare_request({"method": "POST", "path": CREATE_PATH, "json": body}, {},
                                       target=url, token=token)
-            http_json("DELETE", url + "/_emulator/arrivals")
+            control.clear_arrivals()
             burst = await send_burst(request, BURST_SIZE, release)
             statuses = sorted(o.status or 0 for o in burst.outcomes)
             if statuses.count(201) != 1 or statuses.count(409) != BURST_SIZE - 1:
                 raise BenchError(f"{release} burst: expected one 201 and 49 409s, got {statuses}")
-            log = http_json("GET", url + "/_emulator/arrivals")
-            if len(log["arrivals"]) != BURST_SIZE:
-                raise BenchError(f"{release}: emulator saw {len(log['arrivals'])} creates")
+            seen = control.arrivals()
+            if len(seen.arrivals) != BURST_SIZE:
+                raise BenchError(f"{release}: emulator saw {len(seen.arrivals)} creates")
             sends.append(burst.send_spread_us / 1000)
-            arrivals.append(log["spreadUs"] / 1000)
+            arrivals.append(seen.spread_us / 1000)
         out[release] = {"send_ms": round(median(sends), 3), "arrival_ms": round(median(arrivals), 3),
                         "arrival_all_ms": sorted(arrivals)}
     return out

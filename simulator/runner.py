@@ -17,15 +17,15 @@ import json
 import os
 import ssl
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import aiohttp
-
-from exportjobs.simulator.emulator.auth import READ_WRITE, fake_token
-from exportjobs.simulator.emulator.embedded import EmbeddedEmulator
 from exportjobs.simulator.emulator.app import EmulatorConfig
+from exportjobs.simulator.emulator.auth import READ_WRITE, fake_token
+from exportjobs.simulator.emulator.client import EmulatorClient, EmulatorError, find_emulator
+from exportjobs.simulator.emulator.embedded import EmbeddedEmulator
 from exportjobs.simulator.expectations import (
     Check,
     check_burst,
@@ -53,6 +53,7 @@ from exportjobs.simulator.transport import (
 )
 from exportjobs.simulator.values import MISSING, get_path, interpolate, references, shown_url
 
+T = TypeVar("T")
 
 # Statuses a request step retries by default: the ones Graph sends with Retry-After.
 RETRY_STATUSES = (429, 503, 504)
@@ -188,7 +189,7 @@ class Runner:
         self.ssl_context = ssl_context
         self.progress = progress or Progress(enabled=False)
         self.token = resolve_token(scenario)
-        self._control: str | None = None
+        self._control: EmulatorClient | None = None
         self._last_error = "no response"
 
     async def run(self) -> RunResult:
@@ -222,23 +223,18 @@ class Runner:
                                f"{result.details.get('no_answer', 'no response')}")
         finally:
             await client.close()
+            if self._control is not None:
+                await self._control.close()
         return RunResult(self.scenario, self.target, self.proxy, self.variables, results,
                          time.perf_counter() - started, self._control is not None, stopped)
 
     def _timeout(self, spec: dict[str, Any]) -> float:
         return float(spec.get("timeout", self.response_timeout))
 
-    async def _find_control_api(self) -> str | None:
-        """The emulator's control API at the target, if the target is one of ours on this machine."""
-        if not _is_loopback(self.target):
-            return None
-        try:
-            async with aiohttp.ClientSession() as http:
-                async with http.get(f"{self.target}/_emulator", timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    info = await r.json(content_type=None) if r.status == 200 else None
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-            return None
-        return f"{self.target}/_emulator" if isinstance(info, dict) and "unsafeRaceWindowMs" in info else None
+    async def _find_control_api(self) -> EmulatorClient | None:
+        """The emulator's control API at the target: asked (its info call), and only of a
+        target on this machine."""
+        return await find_emulator(self.target) if _is_loopback(self.target) else None
 
     async def _run_step(self, client: Client, step: Step) -> StepResult:
         result = StepResult(step)
@@ -332,7 +328,7 @@ class Runner:
         request = self._prepare(spec["request"])
         release = spec.get("release", "none" if "spacing" in spec else "last-byte")
         if self._control:
-            await self._control_call("DELETE", "/arrivals")
+            await self._control_call(self._control.clear_arrivals())
         timeout = self._timeout(spec["request"])
         if "spacing" in spec:
             burst = await _spaced(client, request, spec["count"], float(spec["spacing"]), timeout)
@@ -346,9 +342,9 @@ class Runner:
         result.details.update(request=request.description, release=release, count=spec["count"],
                               send_spread_ms=round(burst.send_spread_us / 1000, 3))
         if self._control:
-            arrivals = await self._control_call("GET", "/arrivals")
+            arrivals = await self._control_call(self._control.arrivals())
             if arrivals is not None:
-                result.details["arrival_spread_ms"] = round(arrivals["spreadUs"] / 1000, 3)
+                result.details["arrival_spread_ms"] = round(arrivals.spread_us / 1000, 3)
         failures = [o.error for o in burst.outcomes if o.status is None]
         if failures:
             result.details["no_response"] = f"{len(failures)} (first: {failures[0]})"
@@ -409,13 +405,12 @@ class Runner:
             details, checks = await run_load(client, step.spec, mix, result.stats, bar)
         result.details.update(details)
         result.checks += checks
-    async def _control_call(self, method: str, path: str) -> dict[str, Any] | None:
+    @staticmethod
+    async def _control_call(call: Awaitable[T]) -> T | None:
+        """A control call whose failure leaves the step's figures out, not the step."""
         try:
-            async with aiohttp.ClientSession() as http:
-                async with http.request(method, f"{self._control}{path}",
-                                        timeout=aiohttp.ClientTimeout(total=5)) as r:
-                    return await r.json()
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            return await call
+        except EmulatorError:
             return None
 
 

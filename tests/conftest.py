@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from exportjobs.simulator.emulator.auth import fake_token
+from exportjobs.graph import COLLECTION_PATH
 from exportjobs.simulator.emulator.app import EmulatorConfig, RunningEmulator, start_emulator
+from exportjobs.simulator.emulator.auth import fake_token
 
-COLLECTION = "/beta/employeeExperience/goals/exportJobs"
+COLLECTION = COLLECTION_PATH
 
 # Race tests hold ~1,000 sockets in one process (both ends of 500 connections).
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from exportjobs.graph import COLLECTION_PATH, is_guid
 from exportjobs.simulator.emulator.app import EmulatorConfig, RunningEmulator, start_emulator
-from exportjobs.graph import is_guid
 
-COLLECTION = "/beta/employeeExperience/goals/exportJobs"
+COLLECTION = COLLECTION_PATH
 
 
 class ErrorLog(logging.Handler):

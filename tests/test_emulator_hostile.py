@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import brotlicffi
 import pytest
 
-from exportjobs.simulator.emulator.auth import fake_token
 from exportjobs.graph import MAX_JSON_DEPTH, is_guid
+from exportjobs.simulator.emulator.auth import fake_token
 from tests.emulator_wire import (
     COLLECTION,
     assert_graph_error,
@@ -252,12 +252,12 @@ def test_a_client_hanging_up_mid_body_is_one_quiet_line(served, path):
 
 def test_a_bug_in_a_handler_is_a_logged_graph_error(served, monkeypatch):
     """No input is known to reach it; should a bug, it is Graph-shaped and logged once."""
-    from exportjobs.simulator.emulator import app as emulator
+    from exportjobs.simulator.emulator import handlers
 
     async def broken(request, route):
         raise KeyError("a bug")
 
-    monkeypatch.setitem(emulator._HANDLERS, ("collection", "GET"), broken)
+    monkeypatch.setitem(handlers._HANDLERS, ("collection", "GET"), broken)
     reply = request(served.port, "GET", COLLECTION, [AUTH])
     assert reply.status == 500
     assert assert_graph_error(reply)["code"] == "generalException"

@@ -1,7 +1,11 @@
-"""The emulator's control API, under ``/_emulator/`` (a prefix no Graph path uses).
+"""The emulator's control API: an aiohttp sub-app mounted at ``/_emulator`` (a prefix no
+Graph path uses).
 
 Tests and the simulator use it to reset state, move the clock, fail a job, set the known
-organizations, and read the server-side arrival time of every create.
+organizations, and read the server-side arrival time of every create; ``client`` is its
+one client. The state lives on the root app (``keys``): in a sub-app ``request.app`` is
+the sub-app, so every handler reads ``request.config_dict``. The root app's middleware
+wraps these handlers too, so their errors are Graph error bodies like any other.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from typing import Any
 
 from aiohttp import web
 
-from exportjobs.simulator.emulator.app import ARRIVALS, CLOCK, CONFIG, STORE, _continue, read_body
 from exportjobs.graph import (
     MAX_JSON_DEPTH,
     GraphError,
@@ -21,6 +24,9 @@ from exportjobs.graph import (
     is_guid,
     load_json,
 )
+from exportjobs.simulator.emulator.handlers import dispatch
+from exportjobs.simulator.emulator.keys import ARRIVALS, CLOCK, CONFIG, STORE
+from exportjobs.simulator.emulator.reading import continue_expected, read_body
 
 PREFIX = "/_emulator"
 # A hundred years: far past any job's expiry, well inside what timestamps can format.
@@ -48,37 +54,37 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 async def info(request: web.Request) -> web.Response:
-    app = request.app
-    config = app[CONFIG]
+    state = request.config_dict
+    config = state[CONFIG]
     return _ok({
-        "now": graph_time(app[CLOCK].now()),
-        "clockOffsetSeconds": app[CLOCK].offset,
+        "now": graph_time(state[CLOCK].now()),
+        "clockOffsetSeconds": state[CLOCK].offset,
         "startAfterSeconds": config.start_after,
         "runForSeconds": config.run_for,
         "unsafeRaceWindowMs": config.unsafe_race_window_ms,
-        "knownOrganizations": sorted(app[STORE].known_organizations or []) or None,
-        "jobs": len(app[STORE].jobs),
+        "knownOrganizations": sorted(state[STORE].known_organizations or []) or None,
+        "jobs": len(state[STORE].jobs),
     })
 
 
 async def reset(request: web.Request) -> web.Response:
-    request.app[STORE].reset()
-    request.app[ARRIVALS].entries.clear()
+    request.config_dict[STORE].reset()
+    request.config_dict[ARRIVALS].entries.clear()
     return _ok({"reset": True})
 
 
 async def advance_clock(request: web.Request) -> web.Response:
     seconds = (await _body(request)).get("seconds")
-    room = MAX_ADVANCE_S - request.app[CLOCK].offset
+    room = MAX_ADVANCE_S - request.config_dict[CLOCK].offset
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds <= room:
         raise GraphError(400, "badRequest", f"Give {{\"seconds\": N}} with N from 0 to {room:g} "
                          "(the clock moves at most a hundred years in all).")
-    now = request.app[CLOCK].advance(float(seconds))
-    return _ok({"now": graph_time(now), "clockOffsetSeconds": request.app[CLOCK].offset})
+    now = request.config_dict[CLOCK].advance(float(seconds))
+    return _ok({"now": graph_time(now), "clockOffsetSeconds": request.config_dict[CLOCK].offset})
 
 
 async def fail_job(request: web.Request) -> web.Response:
-    store = request.app[STORE]
+    store = request.config_dict[STORE]
     job = store.jobs.get(request.match_info["job_id"])
     if job is None:
         raise GraphError(404, "notFound", "No such job in the emulator.")
@@ -89,7 +95,7 @@ async def fail_job(request: web.Request) -> web.Response:
 
 
 async def arrivals(request: web.Request) -> web.Response:
-    entries = list(request.app[ARRIVALS].entries)
+    entries = list(request.config_dict[ARRIVALS].entries)
     times = [a.monotonic_us for a in entries]
     return _ok({
         "arrivals": [
@@ -101,7 +107,7 @@ async def arrivals(request: web.Request) -> web.Response:
 
 
 async def clear_arrivals(request: web.Request) -> web.Response:
-    request.app[ARRIVALS].entries.clear()
+    request.config_dict[ARRIVALS].entries.clear()
     return _ok({"cleared": True})
 
 
@@ -109,20 +115,33 @@ async def set_organizations(request: web.Request) -> web.Response:
     known = (await _body(request)).get("known")
     if known is not None and (not isinstance(known, list) or not all(is_guid(o) for o in known)):
         raise GraphError(400, "badRequest", "Give {\"known\": [GUID, ...]} or {\"known\": null}.")
-    store = request.app[STORE]
+    store = request.config_dict[STORE]
     store.known_organizations = None if known is None else {o.lower() for o in known}
     return _ok({"knownOrganizations": known})
 
 
-def add_control_routes(app: web.Application) -> None:
-    routes = (
-        ("GET", PREFIX, info),
-        ("POST", f"{PREFIX}/reset", reset),
-        ("POST", f"{PREFIX}/clock/advance", advance_clock),
-        ("POST", PREFIX + "/jobs/{job_id}/fail", fail_job),
-        ("GET", f"{PREFIX}/arrivals", arrivals),
-        ("DELETE", f"{PREFIX}/arrivals", clear_arrivals),
-        ("PUT", f"{PREFIX}/organizations", set_organizations),
-    )
-    for method, path, handler in routes:  # every route answers Expect the emulator's way
-        app.router.add_route(method, path, handler, expect_handler=_continue)
+# The routes, relative to PREFIX. "" is PREFIX itself.
+ROUTES = (
+    ("GET", "", info),
+    ("POST", "/reset", reset),
+    ("POST", "/clock/advance", advance_clock),
+    ("POST", "/jobs/{job_id}/fail", fail_job),
+    ("GET", "/arrivals", arrivals),
+    ("DELETE", "/arrivals", clear_arrivals),
+    ("PUT", "/organizations", set_organizations),
+)
+
+
+def control_app() -> web.Application:
+    """The control API as a sub-app; mount it with ``app.add_subapp(PREFIX, control_app())``.
+
+    A path or method under the prefix that it does not serve falls through to the Graph
+    dispatch, which answers it as Graph answers any path it does not know (as though the
+    control API were not there).
+    """
+    app = web.Application()
+    for method, path, handler in ROUTES:  # every route answers Expect the emulator's way
+        app.router.add_route(method, path, handler, expect_handler=continue_expected)
+    for rest in ("", "/{path:.*}"):
+        app.router.add_route("*", rest, dispatch, expect_handler=continue_expected)
+    return app

@@ -1,0 +1,263 @@
+"""The exportJobs handlers (create, list, get, content) and the dispatch that routes to them.
+
+Handlers raise ``GraphError``; the middleware renders it. State is read from the app
+through the keys in ``keys``; what a valid create is comes from ``exportjobs.graph``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import re
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from exportjobs.graph import (
+    CSV_CONTENT_TYPE,
+    ODATA_CONTENT_TYPE,
+    ExportJobsRoute,
+    GraphError,
+    compact_json,
+    match_exportjobs,
+    parse_create,
+)
+from exportjobs.simulator.emulator.auth import check_authorization
+from exportjobs.simulator.emulator.jobs import Job, JobStore, export_csv, is_well_formed_job_id
+from exportjobs.simulator.emulator.keys import ARRIVALS, CONFIG, STORE
+from exportjobs.simulator.emulator.odata import parse_filter, parse_select, project
+from exportjobs.simulator.emulator.reading import read_body
+
+Handler = Callable[[web.Request, ExportJobsRoute], Awaitable[web.StreamResponse]]
+
+
+def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> web.Response:
+    all_headers = {"Content-Type": ODATA_CONTENT_TYPE}
+    if headers:
+        all_headers.update(headers)
+    return web.Response(status=status, body=compact_json(payload), headers=all_headers)
+
+
+# A host[:port] fit for a URL: a DNS name, IPv4 address or bracketed IPv6 address.
+_URL_HOST = re.compile(
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?"
+    r"|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
+)
+
+
+def _base_url(request: web.Request) -> str:
+    """Scheme and host the client called, honouring a proxy's X-Forwarded-* headers.
+
+    A forwarded value that could not be a URL's scheme or host (empty, spaces, ``/``,
+    ``@``, non-ASCII) is ignored, as is a Host header of that kind: the next source in
+    line is used (X-Forwarded-Host, then Host, then the address the client connected to),
+    so a ``Location`` is always an absolute URL with a host.
+    """
+    headers = request.headers
+    proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    if proto not in ("http", "https"):
+        proto = request.scheme
+    for candidate in (headers.get("X-Forwarded-Host", "").split(",")[0].strip(),
+                      headers.get("Host", "")):
+        if _URL_HOST.fullmatch(candidate):
+            return f"{proto}://{candidate}"
+    return f"{proto}://{_local_address(request)}"
+
+
+def _local_address(request: web.Request) -> str:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sockname:
+        return "localhost"
+    host, port = sockname[0], sockname[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _job_url(request: web.Request, route: ExportJobsRoute, job_id: str) -> str:
+    return f"{_base_url(request)}{route.prefix}/{job_id}"
+
+
+def _authorize(request: web.Request, *, write: bool) -> None:
+    failure = check_authorization(request.headers.get("Authorization"), write=write)
+    if failure is not None:
+        raise GraphError(failure.status, failure.code, failure.message)
+
+
+# --- create ----------------------------------------------------------------------------------
+
+
+async def create_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
+    state = request.config_dict
+    arrivals = state[ARRIVALS]
+    try:
+        raw = await read_body(request)
+    except GraphError as err:
+        arrivals.record(request).status = err.status
+        raise
+    arrival = arrivals.record(request)
+    store = state[STORE]
+    try:
+        organization_id, view_id = _accepted_create(request, raw, store)
+        window_ms = state[CONFIG].unsafe_race_window_ms
+        if window_ms > 0:
+            job, created = await _unsafe_create(store, organization_id, view_id, window_ms)
+        else:
+            job, created = store.create(organization_id, view_id)  # check + insert, no await between
+        arrival.job_id = job.id
+        response = _create_response(request, route, store, job, created)
+    except GraphError as err:
+        arrival.status = err.status
+        raise
+    arrival.status = response.status
+    return response
+
+
+def _accepted_create(request: web.Request, raw: bytes, store: JobStore) -> tuple[str, str]:
+    """The (organization, view) pair of a create the caller may make, else a GraphError."""
+    _authorize(request, write=True)
+    create = parse_create(raw, request.content_type)
+    if not store.organization_known(create.organization_id):
+        raise GraphError(
+            404, "notFound", "Goals organization not found", inner_code="goalsOrganizationIdNotFound"
+        )
+    return create.organization_id, create.view_id
+
+
+def _create_response(
+    request: web.Request, route: ExportJobsRoute, store: JobStore, job: Job, created: bool
+) -> web.Response:
+    """The 201 for a job just created; for a pending one, the 409 naming it."""
+    url = _job_url(request, route, job.id)
+    if not created:
+        raise GraphError(
+            409,
+            "notAllowed",
+            "Another export job is still active or waiting to be executed",
+            target=job.id,
+            inner_code="exportJobAlreadyExists",
+            inner_key="innererror",  # as in Graph's own 409 example
+            headers={"Location": url},
+        )
+    return _json(201, job.to_graph(store.clock.now(), url), {"Location": url})
+
+
+async def _unsafe_create(
+    store: JobStore, organization_id: str, view_id: str, window_ms: float
+) -> tuple[Job, bool]:
+    """Deliberately broken: other creates may run between the check and the insert."""
+    pending = store.pending_job(organization_id, view_id)
+    if pending is not None:
+        return pending, False
+    await asyncio.sleep(window_ms / 1000)
+    return store.insert(organization_id, view_id), True
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+
+async def list_jobs(request: web.Request, route: ExportJobsRoute) -> web.Response:
+    _authorize(request, write=False)
+    organizations = parse_filter(request.query.get("$filter", ""))
+    select = parse_select(request.query.get("$select"))
+    store = request.config_dict[STORE]
+    now = store.clock.now()
+    if organizations is None:
+        jobs = store.list()
+    elif len(organizations) == 1:
+        jobs = store.list(organizations.pop())
+    else:  # "eq a and eq b" with a != b matches nothing
+        jobs = []
+    value = [project(job.to_graph(now, _job_url(request, route, job.id)), select) for job in jobs]
+    return _json(200, {"value": value})
+
+
+def _find_job(request: web.Request, route: ExportJobsRoute) -> Job:
+    job_id = route.job_id or ""
+    if not is_well_formed_job_id(job_id):
+        raise GraphError(400, "badRequest", "Invalid JobKey specified", inner_code="unknown")
+    job = request.config_dict[STORE].jobs.get(job_id)
+    if job is None:
+        raise GraphError(
+            404, "notFound", "Specified export job not found", inner_code="exportJobNotFound"
+        )
+    return job
+
+
+async def get_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
+    _authorize(request, write=False)
+    job = _find_job(request, route)
+    select = parse_select(request.query.get("$select"))
+    now = request.config_dict[STORE].clock.now()
+    headers = {}
+    if job.status(now) in ("notStarted", "running"):
+        cap = request.config_dict[CONFIG].retry_after_cap_s
+        headers["Retry-After"] = str(min(cap, max(1, math.ceil(job.seconds_to_completion(now)))))
+    body = project(job.to_graph(now, _job_url(request, route, job.id)), select)
+    return _json(200, {"value": body}, headers)
+
+
+async def get_content(request: web.Request, route: ExportJobsRoute) -> web.Response:
+    _authorize(request, write=False)
+    job = _find_job(request, route)
+    now = request.config_dict[STORE].clock.now()
+    status = job.status(now)
+    if status != "succeeded":
+        raise GraphError(
+            400,
+            "badRequest",
+            f"The export job is '{status}'; its content is available once it has succeeded.",
+            inner_code="exportJobNotCompleted",
+        )
+    if job.is_expired(now):
+        raise GraphError(404, "notFound", "The export job's content has expired",
+                         inner_code="exportJobContentExpired")
+    return web.Response(body=export_csv(job), headers={"Content-Type": CSV_CONTENT_TYPE})
+
+
+# --- dispatch --------------------------------------------------------------------------------
+
+_HANDLERS: dict[tuple[str, str], Handler] = {
+    ("collection", "POST"): create_job,
+    ("collection", "GET"): list_jobs,
+    ("job", "GET"): get_job,
+    ("content", "GET"): get_content,
+}
+
+
+# Parsing a path is a pure function of it, and every create has the same path: cache it.
+_match_route = functools.lru_cache(maxsize=1024)(match_exportjobs)
+
+
+def _unknown_route(path: str) -> GraphError:
+    segments = [s for s in path.split("/") if s]
+    if not segments or segments[0].lower() not in ("beta", "v1.0"):
+        return GraphError(400, "BadRequest", f"Invalid version: {segments[0] if segments else ''}")
+    known = ["employeeexperience", "goals", "exportjobs"]
+    for i, seg in enumerate(segments[1:4]):
+        if seg.lower() != known[i]:
+            return GraphError(400, "BadRequest", f"Resource not found for the segment '{seg}'.")
+    return GraphError(400, "BadRequest", f"Resource not found for the segment '{segments[-1]}'.")
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """Route Graph paths case-insensitively through the shared exportJobs path parser.
+
+    Any path no other route serves ends here too, and is answered as Graph answers a path
+    it does not know.
+    """
+    path = request.raw_path.partition("?")[0]
+    route = _match_route(path)
+    if route is None:
+        raise _unknown_route(path)
+    if route.version.lower() != "beta":  # exportJobs exists in beta only
+        raise GraphError(400, "BadRequest", "Resource not found for the segment 'goals'.")
+    handler = _HANDLERS.get((route.resource, request.method))
+    if handler is None:
+        allowed = ", ".join(m for (r, m) in _HANDLERS if r == route.resource)
+        raise GraphError(
+            405,
+            "BadRequest",
+            f"The HTTP method '{request.method}' is not allowed for the request URI.",
+            headers={"Allow": allowed},
+        )
+    return await handler(request, route)

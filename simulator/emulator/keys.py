@@ -1,0 +1,42 @@
+"""The emulator's configuration and the state it keeps on its application: one hub.
+
+Every piece of state lives on the root ``web.Application`` under one of these typed keys,
+set once by ``create_app``. Handlers read it with ``request.config_dict[KEY]``, which
+finds it from the root app and from the control sub-app alike (in a sub-app,
+``request.app`` is the sub-app, which holds none of it).
+
+- ``CONFIG``: the ``EmulatorConfig`` the app was built with (read-only).
+- ``CLOCK``: the ``Clock`` every job's status is computed from (the control API moves it).
+- ``STORE``: the ``JobStore``, the jobs and the known organizations.
+- ``ARRIVALS``: the ``ArrivalLog`` of creates, read through the control API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from exportjobs.simulator.emulator.arrivals import ArrivalLog
+from exportjobs.simulator.emulator.jobs import Clock, JobStore
+
+
+@dataclass
+class EmulatorConfig:
+    """How the emulated service behaves; fixed for the life of one app."""
+
+    start_after: float = 2.0  # seconds a job stays notStarted
+    run_for: float = 5.0  # seconds it then stays running
+    known_organizations: list[str] | None = None  # None: every organization exists
+    unsafe_race_window_ms: float = 0.0  # > 0: a deliberately broken create, for race tests
+    max_body_bytes: int = 1024 * 1024
+    retry_after_cap_s: int = 60
+    arrival_log_size: int = 100_000
+
+
+CONFIG = web.AppKey("config", EmulatorConfig)
+CLOCK = web.AppKey("clock", Clock)
+STORE = web.AppKey("store", JobStore)
+ARRIVALS = web.AppKey("arrivals", ArrivalLog)
+
+__all__ = ["ARRIVALS", "CLOCK", "CONFIG", "STORE", "EmulatorConfig"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -20,10 +21,11 @@ import jsonschema
 
 from exportjobs import scenarios as shipped
 from exportjobs.simulator.expectations import pattern_problem
+from exportjobs.simulator.steps import KINDS, Auth, Step, build, build_step
 from exportjobs.simulator.values import GENERATORS, parse_path, references
 from exportjobs.yamldoc import YamlDocument, YamlError, json_problems, read_yaml
 
-STEP_KINDS = ("request", "burst", "poll", "pause", "load")
+STEP_KINDS = tuple(KINDS)
 BURST_ONLY = ("counts", "invariants", "each")
 
 # Bounds on what a scenario file may hold, so that reading one takes bounded time and memory
@@ -54,29 +56,19 @@ class ScenarioError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-@dataclass
-class Step:
-    index: int
-    line: int
-    name: str
-    kind: str
-    spec: Any  # the kind's own mapping (or seconds, for a pause), with ${...} still in it
-    expect: dict[str, Any] = field(default_factory=dict)
-    save: dict[str, dict[str, Any]] = field(default_factory=dict)
-    retry: dict[str, Any] | None = None  # request steps: retry throttles and failures
-
-
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Scenario:
-    source: str
+    """A whole scenario: the top-level keys (``source`` and ``lines`` are not keys)."""
+
+    source: str = field(metadata={"yaml": False})
     name: str
-    description: str
-    target: str | None
-    proxy: str | None
-    auth: dict[str, str]
-    variables: dict[str, Any]
-    steps: list[Step]
-    lines: dict[str, int] = field(default_factory=dict)  # line of each top-level key
+    steps: tuple[Step, ...] = field(metadata={"yaml": False})  # built with their index and line
+    description: str = ""
+    target: str | None = None  # None: the embedded emulator
+    proxy: str | None = None
+    auth: Auth = field(default_factory=Auth, metadata={"build": lambda data: build(Auth, data)})
+    variables: Mapping[str, Any] = field(default_factory=dict)  # literal, or {generate: guid}
+    lines: Mapping[str, int] = field(default_factory=dict, metadata={"yaml": False})  # of each key
 
     def resolve_variables(self, overrides: dict[str, str] | None = None) -> dict[str, Any]:
         """Literal and generated values for this run; ``overrides`` (from --var) win."""
@@ -340,30 +332,10 @@ def parse_scenario(text: str, source: str, *, extra_variables: set[str] | frozen
     if checker.problems:
         raise ScenarioError(checker.problems)
 
-    steps = []
-    for i, raw in enumerate(data["steps"]):
-        kind = next(k for k in STEP_KINDS if k in raw)
-        steps.append(Step(
-            index=i,
-            line=doc.line(["steps", i]),
-            name=raw.get("name") or f"{kind} {i + 1}",
-            kind=kind,
-            spec=raw[kind],
-            expect=raw.get("expect") or {},
-            save=raw.get("save") or {},
-            retry=raw.get("retry"),
-        ))
-    return Scenario(
-        source=source,
-        name=data["name"],
-        description=data.get("description", ""),
-        target=data.get("target"),
-        proxy=data.get("proxy"),
-        auth=data.get("auth") or {},
-        variables=data.get("variables") or {},
-        steps=steps,
-        lines={key: doc.line([], key) for key in data},
-    )
+    steps = tuple(build_step(i, doc.line(["steps", i]), raw) for i, raw in enumerate(data["steps"]))
+    top = build(Scenario, {k: v for k, v in data.items() if k != "steps"}, source=source, steps=steps,
+                lines={key: doc.line([], key) for key in data})
+    return top
 
 
 def load_scenario(path: str | Path, *, extra_variables: set[str] | frozenset[str] = frozenset()) -> Scenario:

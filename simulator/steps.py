@@ -269,3 +269,38 @@ def build_step(index: int, line: int, data: Mapping[str, Any]) -> Step:
              if key in data and "build" in f.metadata}
     return Step(index=index, line=line, name=data.get("name") or f"{kind} {index + 1}",
                 action=build_action(kind, data[kind]), **parts)
+
+
+# The parts whose defaults the docs list, under the name a reader looks for.
+DOCUMENTED = (("auth", Auth), ("request", RequestSpec), ("burst", Burst), ("poll", Poll),
+              ("retry", Retry), ("load", Load), ("load.mix[]", MixItem), ("save.NAME", SaveRule))
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, tuple):
+        return f"`[{', '.join(map(str, value))}]`"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return f"`{value}`" if isinstance(value, str) else str(value)
+
+
+def stated_default(f: dataclasses.Field[Any]) -> Any:
+    """The default of a field that says something (dataclasses.MISSING when the default
+    means "not given": None, nothing, false, empty text or an empty part)."""
+    value = default(f)
+    if value is None or value is ABSENT or value is False or value in ((), {}, "") or dataclasses.is_dataclass(value):
+        return dataclasses.MISSING
+    return value
+
+
+def defaults_table() -> str:
+    """The Markdown table of every stated default (docs/scenarios.md holds it, tested)."""
+    rows = ["| key | default |", "|---|---|"]
+    for where, cls in DOCUMENTED:
+        for key, f in yaml_keys(cls).items():
+            value = stated_default(f)
+            if value is not dataclasses.MISSING:
+                rows.append(f"| `{where}.{key}` | {_shown(value)} |")
+    return "\n".join(rows) + "\n"

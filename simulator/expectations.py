@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from exportjobs.simulator.steps import Expect, ResponseExpectation
 from exportjobs.simulator.transport import Outcome
 from exportjobs.simulator.values import MISSING, get_path, interpolate
 
@@ -75,7 +76,7 @@ def _simple(pattern: str) -> bool:
         items, in_repeat = stack.pop()
         for op, av in items:
             if op in _REPEATS:
-                low, high, sub = av
+                _low, high, sub = av
                 if high > 1:
                     repeats += 1
                     if in_repeat or repeats > 1:
@@ -179,37 +180,36 @@ def _match(matcher: Any, actual: Any) -> tuple[bool, str]:
     return actual == matcher, _show(matcher)
 
 
-def status_matches(expected: int | list[int], status: int | None) -> bool:
-    return status in expected if isinstance(expected, list) else status == expected
+def status_matches(expected: int | tuple[int, ...] | list[int], status: int | None) -> bool:
+    return status in expected if isinstance(expected, (tuple, list)) else status == expected
 
 
-def check_response(expect: dict[str, Any], outcome: Outcome, variables: dict[str, Any],
+def check_response(expect: ResponseExpectation, outcome: Outcome, variables: dict[str, Any],
                    *, prefix: str = "") -> list[Check]:
     """Every check of ``expect`` (status, headers, json) against one response."""
-    expect = interpolate(expect, variables)
     checks: list[Check] = []
     if outcome.status is None:
         return [Check(f"{prefix}response", False, "a response", f"none ({outcome.error})")]
-    if "status" in expect:
-        want = expect["status"]
+    if expect.status is not None:
+        want = expect.status
         checks.append(Check(f"{prefix}status", status_matches(want, outcome.status),
-                            " or ".join(map(str, want)) if isinstance(want, list) else str(want),
+                            " or ".join(map(str, want)) if isinstance(want, tuple) else str(want),
                             str(outcome.status)))
-    for name, matcher in (expect.get("headers") or {}).items():
+    for name, matcher in interpolate(dict(expect.headers), variables).items():
         actual = outcome.header(name)
         ok, wanted = _match(matcher, MISSING if actual is None else actual)
         checks.append(Check(f"{prefix}header {name}", ok, wanted,
                             _show(MISSING if actual is None else actual)))
-    if expect.get("json"):
+    if expect.json:
         document = outcome.json()
-        for path, matcher in expect["json"].items():
+        for path, matcher in interpolate(dict(expect.json), variables).items():
             actual = get_path(document, path) if document is not MISSING else MISSING
             ok, wanted = _match(matcher, actual)
             checks.append(Check(f"{prefix}json {path}", ok, wanted, _show(actual)))
     return checks
 
 
-def holds(expect: dict[str, Any], outcome: Outcome, variables: dict[str, Any]) -> bool:
+def holds(expect: ResponseExpectation, outcome: Outcome, variables: dict[str, Any]) -> bool:
     """True when every check of ``expect`` holds (used by polls' ``until``)."""
     return all(c.ok for c in check_response(expect, outcome, variables))
 
@@ -230,16 +230,15 @@ def _every_409(outcomes: list[Outcome], what: str, get: Any, want: Any) -> Check
                  f"{len(wrong)} of {len(conflicts)} differ (first, response #{i + 1}: {_show(got)})")
 
 
-def check_burst(expect: dict[str, Any], outcomes: list[Outcome], variables: dict[str, Any]) -> list[Check]:
+def check_burst(expect: Expect, outcomes: list[Outcome], variables: dict[str, Any]) -> list[Check]:
     """Counts per status, the race invariants, and ``each`` over a burst's responses."""
-    expect = interpolate(expect, variables)
     checks: list[Check] = []
     statuses = Counter(o.status for o in outcomes)
-    for status, count in (expect.get("counts") or {}).items():
+    for status, count in expect.counts.items():
         checks.append(Check(f"count of {status}", statuses.get(int(status), 0) == count,
                             str(count), str(statuses.get(int(status), 0))))
     won = winner(outcomes)
-    for name in expect.get("invariants") or []:
+    for name in expect.invariants:
         if name == "exactly-one-201":
             checks.append(Check(name, statuses.get(201, 0) == 1, "one 201", f"{statuses.get(201, 0)} 201s"))
         elif won is None:
@@ -256,9 +255,10 @@ def check_burst(expect: dict[str, Any], outcomes: list[Outcome], variables: dict
         elif name == "every-409-locates-the-201":
             checks.append(_every_409(outcomes, name, lambda o: o.header("Location") or MISSING,
                                      won.header("Location") or MISSING))
-    if "each" in expect:
+    if expect.each is not None:
+        each = expect.each
         broken = [(i, c) for i, o in enumerate(outcomes)
-                  for c in check_response(expect["each"], o, variables) if not c.ok]
+                  for c in check_response(each, o, variables) if not c.ok]
         if broken:
             i, first = broken[0]
             responses = len({i for i, _ in broken})

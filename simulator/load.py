@@ -12,21 +12,23 @@ from typing import Any
 
 from exportjobs.simulator.expectations import Check
 from exportjobs.simulator.stats import TrafficStats
+from exportjobs.simulator.steps import Load, Thresholds
 from exportjobs.simulator.transport import Client, PreparedRequest
 
 # An overwhelmed target must not make the open model exhaust our memory.
 _MAX_IN_FLIGHT = 10_000
+_UNLIMITED = 1 << 62  # a phase without max_requests
 
 Mix = list[tuple[float, PreparedRequest, float]]  # (weight, request, timeout)
 
 
-async def run_load(client: Client, spec: dict[str, Any], mix: Mix, stats: TrafficStats,
+async def run_load(client: Client, phase: Load, mix: Mix, stats: TrafficStats,
                    bar: Any) -> tuple[dict[str, Any], list[Check]]:
     """Run one load phase; returns its details and its threshold checks."""
     weights = [w for w, _, _ in mix]
     rng = random.Random(0)  # the same mix order on every run
-    duration = float(spec["duration"])
-    budget = spec.get("max_requests", 1 << 62)
+    duration = float(phase.duration)
+    budget = phase.max_requests if phase.max_requests is not None else _UNLIMITED
     started = time.monotonic()
     deadline = started + duration
 
@@ -37,17 +39,18 @@ async def run_load(client: Client, spec: dict[str, Any], mix: Mix, stats: Traffi
 
     ticker = asyncio.create_task(_tick(bar, stats, started, duration))
     try:
-        if "concurrency" in spec:
-            await _closed_model(one, spec["concurrency"], deadline, budget)
+        if phase.concurrency is not None:
+            await _closed_model(one, phase.concurrency, deadline, budget)
         else:
-            await _open_model(one, float(spec["rate"]), deadline, budget)
+            assert phase.rate is not None  # the loader lets through exactly one of the two
+            await _open_model(one, float(phase.rate), deadline, budget)
     finally:
         ticker.cancel()
     elapsed = time.monotonic() - started
     rps = stats.total / elapsed if elapsed > 0 else 0.0
     details = {"requests": stats.total, "rps": round(rps, 1),
                "error_rate": round(stats.error_rate, 4), "mix": len(mix)}
-    return details, thresholds(spec.get("thresholds") or {}, stats, rps)
+    return details, thresholds(phase.thresholds, stats, rps)
 
 
 async def _closed_model(one: Callable[[], Awaitable[None]], concurrency: int, deadline: float,
@@ -97,23 +100,22 @@ async def _tick(bar: Any, stats: TrafficStats, started: float, duration: float) 
                    fraction=min(1.0, elapsed / duration))
 
 
-def thresholds(limits: dict[str, float], stats: TrafficStats, rps: float) -> list[Check]:
+def thresholds(limits: Thresholds, stats: TrafficStats, rps: float) -> list[Check]:
     """A check for every limit a load phase set."""
     checks = []
     for key in ("p50_ms", "p95_ms", "p99_ms"):
-        if key in limits:
+        limit = getattr(limits, key)
+        if limit is not None:
             got = stats.latency.percentile(float(key[1:3])) * 1000
-            checks.append(Check(key, got <= limits[key], f"<= {limits[key]:g} ms", f"{got:.2f} ms"))
-    if "max_ms" in limits:
+            checks.append(Check(key, got <= limit, f"<= {limit:g} ms", f"{got:.2f} ms"))
+    if limits.max_ms is not None:
         got = stats.latency.max_s * 1000
-        checks.append(Check("max_ms", got <= limits["max_ms"], f"<= {limits['max_ms']:g} ms",
-                            f"{got:.2f} ms"))
-    if "error_rate" in limits:
-        checks.append(Check("error_rate", stats.error_rate <= limits["error_rate"],
-                            f"<= {limits['error_rate']:g}", f"{stats.error_rate:.4f}"))
-    if "min_rps" in limits:
-        checks.append(Check("min_rps", rps >= limits["min_rps"], f">= {limits['min_rps']:g}/s",
-                            f"{rps:.1f}/s"))
+        checks.append(Check("max_ms", got <= limits.max_ms, f"<= {limits.max_ms:g} ms", f"{got:.2f} ms"))
+    if limits.error_rate is not None:
+        checks.append(Check("error_rate", stats.error_rate <= limits.error_rate,
+                            f"<= {limits.error_rate:g}", f"{stats.error_rate:.4f}"))
+    if limits.min_rps is not None:
+        checks.append(Check("min_rps", rps >= limits.min_rps, f">= {limits.min_rps:g}/s", f"{rps:.1f}/s"))
     if stats.total == 0:
         checks.append(Check("requests", False, "at least one response", "none sent"))
     return checks

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from exportjobs.simulator.emulator.app import EmulatorConfig
-from exportjobs.simulator.emulator.auth import READ_WRITE, fake_token
+from exportjobs.simulator.emulator.auth import fake_token
 from exportjobs.simulator.emulator.client import EmulatorClient, EmulatorError, find_emulator
 from exportjobs.simulator.emulator.embedded import EmbeddedEmulator
 from exportjobs.simulator.expectations import (
@@ -36,8 +36,9 @@ from exportjobs.simulator.expectations import (
 )
 from exportjobs.simulator.load import run_load
 from exportjobs.simulator.progress import Progress
-from exportjobs.simulator.scenario import Problem, Scenario, ScenarioError, Step
+from exportjobs.simulator.scenario import Problem, Scenario, ScenarioError
 from exportjobs.simulator.stats import TrafficStats
+from exportjobs.simulator.steps import Burst, Load, Pause, Poll, RequestSpec, Retry, Step
 from exportjobs.simulator.transport import (
     CONNECT_TIMEOUT_S,
     RESPONSE_TIMEOUT_S,
@@ -55,8 +56,8 @@ from exportjobs.simulator.values import MISSING, get_path, interpolate, referenc
 
 T = TypeVar("T")
 
-# Statuses a request step retries by default: the ones Graph sends with Retry-After.
-RETRY_STATUSES = (429, 503, 504)
+# A request step without ``retry`` sends once.
+NO_RETRY = Retry(max_retries=0)
 
 
 class RunAborted(Exception):
@@ -97,17 +98,6 @@ class RunResult:
         return self.stopped is None and all(s.ok for s in self.steps)
 
 
-def _request_specs(step: Step) -> list[tuple[str, dict[str, Any]]]:
-    """(where, request) for every request a step sends."""
-    if step.kind == "request":
-        return [("request", step.spec)]
-    if step.kind in ("burst", "poll"):
-        return [(f"{step.kind}.request", step.spec["request"])]
-    if step.kind == "load":
-        return [(f"load.mix[{j}].request", item["request"]) for j, item in enumerate(step.spec["mix"])]
-    return []
-
-
 def preflight(scenario: Scenario, variables: dict[str, Any], *, target: Any, proxy: Any) -> None:
     """Raise ScenarioError for whatever cannot be sent and is known before sending: the
     target and proxy, and every request built only from variables (not from values a
@@ -122,7 +112,7 @@ def preflight(scenario: Scenario, variables: dict[str, Any], *, target: Any, pro
     base = target if not problems and isinstance(target, str) else "http://127.0.0.1"
     saved: set[str] = set()
     for step in scenario.steps:
-        for where, spec in _request_specs(step):
+        for where, spec in step.action.requests():
             if references(spec) & saved:
                 continue
             try:
@@ -146,14 +136,14 @@ def _is_loopback(url: str) -> bool:
 
 def resolve_token(scenario: Scenario) -> str:
     """The bearer token: from the environment when the scenario names a variable, else fake."""
-    name = scenario.auth.get("token_env")
+    name = scenario.auth.token_env
     if name:
         token = os.environ.get(name)
         if not token:
             raise RunAborted(f"{scenario.source}: auth.token_env names {name}, which is not set; "
                              f"export {name}=<token> first", 2)
         return token
-    return fake_token(scenario.auth.get("scopes", READ_WRITE))
+    return fake_token(scenario.auth.scopes)
 
 
 async def _reachable(url: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
@@ -162,7 +152,7 @@ async def _reachable(url: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         return f"{parts.hostname}:{port}: {getattr(exc, 'strerror', None) or type(exc).__name__}"
     writer.close()
     return None
@@ -228,8 +218,8 @@ class Runner:
         return RunResult(self.scenario, self.target, self.proxy, self.variables, results,
                          time.perf_counter() - started, self._control is not None, stopped)
 
-    def _timeout(self, spec: dict[str, Any]) -> float:
-        return float(spec.get("timeout", self.response_timeout))
+    def _timeout(self, spec: RequestSpec) -> float:
+        return float(spec.timeout if spec.timeout is not None else self.response_timeout)
 
     async def _find_control_api(self) -> EmulatorClient | None:
         """The emulator's control API at the target: asked (its info call), and only of a
@@ -238,7 +228,7 @@ class Runner:
 
     async def _run_step(self, client: Client, step: Step) -> StepResult:
         result = StepResult(step)
-        missing = sorted(n for n in references(step.spec) | references(step.expect) if n not in self.variables)
+        missing = sorted(n for n in references(step.action) | references(step.expect) if n not in self.variables)
         if missing:
             names = " and ".join(f"${{{n}}}" for n in missing)
             result.skipped = f"needs {names}, which an earlier step did not save"
@@ -251,7 +241,7 @@ class Runner:
         except RequestError as exc:  # a saved value that cannot go where the step puts it
             result.checks.append(Check("request", False, "a request that can be sent",
                                        f"{exc} ({self.scenario.source}:{step.line})"))
-        except Exception as exc:  # noqa: BLE001 - an internal error fails this step, not the run
+        except Exception as exc:
             result.checks.append(Check("step", False, "the step to run",
                                        f"an internal error ({type(exc).__name__}: {exc}) at "
                                        f"{self.scenario.source}:{step.line}; please report it"))
@@ -260,24 +250,23 @@ class Runner:
         result.duration_s = time.perf_counter() - started
         return result
 
-    def _prepare(self, spec: dict[str, Any]) -> PreparedRequest:
+    def _prepare(self, spec: RequestSpec) -> PreparedRequest:
         return prepare_request(spec, self.variables, target=self.target, token=self.token)
 
     def _save(self, step: Step, result: StepResult, pick: Any) -> None:
         for name, rule in step.save.items():
-            outcome = pick(rule.get("from", "winner"))
+            outcome = pick(rule.source)
             value: Any = MISSING
             if outcome is not None and outcome.status is not None:
-                if "json" in rule:
+                if rule.json is not None:
                     document = outcome.json()
-                    value = get_path(document, rule["json"]) if document is not MISSING else MISSING
-                elif "header" in rule:
-                    value = outcome.header(rule["header"]) or MISSING
+                    value = get_path(document, rule.json) if document is not MISSING else MISSING
+                elif rule.header is not None:
+                    value = outcome.header(rule.header) or MISSING
                 else:
                     value = outcome.status
             if value is MISSING or value is None:  # null is no value: later steps are skipped
-                source = rule.get("json") or rule.get("header") or "status"
-                result.checks.append(Check(f"save {name}", False, f"a value at {source}",
+                result.checks.append(Check(f"save {name}", False, f"a value at {rule.where}",
                                            "null" if value is None else "nothing"))
             else:
                 self.variables[name] = value
@@ -285,16 +274,17 @@ class Runner:
     # --- step kinds ------------------------------------------------------------------------
 
     async def _request(self, client: Client, step: Step, result: StepResult) -> None:
-        request = self._prepare(step.spec)
-        retry = step.retry or {}
-        statuses = set(retry.get("statuses", RETRY_STATUSES))
-        retries = retry.get("max_retries", 3) if step.retry is not None else 0
-        cap, interval = retry.get("max_retry_after", 60.0), retry.get("interval", 1.0)
+        spec = step.action
+        assert isinstance(spec, RequestSpec)
+        request = self._prepare(spec)
+        retry = step.retry if step.retry is not None else NO_RETRY
+        statuses, retries = set(retry.statuses), retry.max_retries
+        cap, interval = retry.max_retry_after, retry.interval
         started = time.monotonic()
         sends: list[dict[str, Any]] = []
         waited = 0.0
         while True:
-            outcome = await self._send_noted(client, request, self._timeout(step.spec), started, sends)
+            outcome = await self._send_noted(client, request, self._timeout(spec), started, sends)
             result.stats.add(outcome.status, outcome.latency_s)
             if outcome.status not in statuses or len(sends) > retries:
                 break
@@ -306,7 +296,7 @@ class Runner:
         if step.retry is not None:
             result.details.update(tries=len(sends), waited_s=round(waited, 2), sends=sends)
         result.checks += check_response(step.expect, outcome, self.variables)
-        if step.expect.get("honours_retry_after"):
+        if step.expect.honours_retry_after:
             result.checks.append(check_retry_after(sends))
         self._save(step, result, lambda _: outcome)
 
@@ -324,22 +314,23 @@ class Runner:
         return outcome
 
     async def _burst(self, client: Client, step: Step, result: StepResult) -> None:
-        spec = step.spec
-        request = self._prepare(spec["request"])
-        release = spec.get("release", "none" if "spacing" in spec else "last-byte")
+        spec = step.action
+        assert isinstance(spec, Burst)
+        request = self._prepare(spec.request)
+        release: str = spec.release
         if self._control:
             await self._control_call(self._control.clear_arrivals())
-        timeout = self._timeout(spec["request"])
-        if "spacing" in spec:
-            burst = await _spaced(client, request, spec["count"], float(spec["spacing"]), timeout)
-            release = f"none, {float(spec['spacing']) * 1000:g} ms apart"
+        timeout = self._timeout(spec.request)
+        if spec.spacing is not None:
+            burst = await _spaced(client, request, spec.count, float(spec.spacing), timeout)
+            release = f"none, {float(spec.spacing) * 1000:g} ms apart"
         else:
-            burst = await send_burst(request, spec["count"], release, proxy=self.proxy,
+            burst = await send_burst(request, spec.count, spec.release, proxy=self.proxy,
                                      ssl_context=self.ssl_context, timeout=timeout,
                                      connect_timeout=self.connect_timeout)
         for outcome in burst.outcomes:
             result.stats.add(outcome.status, outcome.latency_s)
-        result.details.update(request=request.description, release=release, count=spec["count"],
+        result.details.update(request=request.description, release=release, count=spec.count,
                               send_spread_ms=round(burst.send_spread_us / 1000, 3))
         if self._control:
             arrivals = await self._control_call(self._control.arrivals())
@@ -354,11 +345,11 @@ class Runner:
         self._save(step, result, picks.get)
 
     async def _poll(self, client: Client, step: Step, result: StepResult) -> None:
-        spec = step.spec
-        request = self._prepare(spec["request"])
-        interval = spec.get("interval", 1.0)
-        cap = spec.get("max_retry_after", 60.0)
-        deadline = time.monotonic() + spec.get("timeout", 120.0)
+        spec = step.action
+        assert isinstance(spec, Poll)
+        request = self._prepare(spec.request)
+        interval, cap = spec.interval, spec.max_retry_after
+        deadline = time.monotonic() + spec.timeout
         tries, waited, honoured = 0, 0.0, True
         outcome: Outcome | None = None
         started = time.monotonic()
@@ -367,20 +358,20 @@ class Runner:
             while True:
                 # No try outlasts the poll's own deadline by more than a moment.
                 left = max(0.1, deadline - time.monotonic())
-                outcome = await self._send_noted(client, request, min(self._timeout(spec["request"]), left),
+                outcome = await self._send_noted(client, request, min(self._timeout(spec.request), left),
                                                  started, sends)
                 tries += 1
                 result.stats.add(outcome.status, outcome.latency_s)
                 state = get_path(outcome.json(), "value.status") if outcome.json() is not MISSING else MISSING
                 bar.update(f"try {tries}, {outcome.status}" + (f" {state}" if state is not MISSING else ""))
-                if holds(spec["until"], outcome, self.variables):
+                if holds(spec.until, outcome, self.variables):
                     break
                 retry_after = _retry_after(outcome)
                 wait = min(retry_after, cap) if retry_after is not None else interval
                 if time.monotonic() + wait > deadline:
                     result.checks.append(Check(
-                        "poll until", False, json.dumps(spec["until"]),
-                        f"not within {spec.get('timeout', 120.0):g} s ({tries} tries; last: "
+                        "poll until", False, json.dumps(spec.until.as_data()),
+                        f"not within {spec.timeout:g} s ({tries} tries; last: "
                         f"{outcome.status}{'' if state is MISSING else ' ' + str(state)})"))
                     break
                 if retry_after is not None and wait < retry_after:
@@ -391,18 +382,20 @@ class Runner:
                               honoured_retry_after=honoured, sends=sends)
         if outcome is not None:
             result.checks += check_response(step.expect, outcome, self.variables)
-            if step.expect.get("honours_retry_after"):
+            if step.expect.honours_retry_after:
                 result.checks.append(check_retry_after(sends))
             self._save(step, result, lambda _: outcome)
 
     async def _pause(self, client: Client, step: Step, result: StepResult) -> None:
-        await asyncio.sleep(float(step.spec))
+        assert isinstance(step.action, Pause)
+        await asyncio.sleep(step.action.seconds)
 
     async def _load(self, client: Client, step: Step, result: StepResult) -> None:
-        mix = [(item.get("weight", 1.0), self._prepare(item["request"]), self._timeout(item["request"]))
-               for item in step.spec["mix"]]
+        phase = step.action
+        assert isinstance(phase, Load)
+        mix = [(item.weight, self._prepare(item.request), self._timeout(item.request)) for item in phase.mix]
         with self.progress.task(f"load {step.name}") as bar:
-            details, checks = await run_load(client, step.spec, mix, result.stats, bar)
+            details, checks = await run_load(client, phase, mix, result.stats, bar)
         result.details.update(details)
         result.checks += checks
     @staticmethod

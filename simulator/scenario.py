@@ -8,28 +8,30 @@ a scenario has loaded cleanly.
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from exportjobs import scenarios as shipped
 from exportjobs.simulator.expectations import pattern_problem
+from exportjobs.simulator.steps import KINDS, Auth, Step, build, build_step
 from exportjobs.simulator.values import GENERATORS, parse_path, references
-from exportjobs.yamldoc import YamlDocument, YamlError, read_yaml
+from exportjobs.yamldoc import YamlDocument, YamlError, json_problems, read_yaml
 
-STEP_KINDS = ("request", "burst", "poll", "pause", "load")
+STEP_KINDS = tuple(KINDS)
 BURST_ONLY = ("counts", "invariants", "each")
 
 # Bounds on what a scenario file may hold, so that reading one takes bounded time and memory
 # and nothing after the loader (schema, interpolation, JSON encoding) can recurse too deep.
+# The YAML reader checks the value count (aliases count each time they are used, keys count)
+# and the depth; these are the scenario's choice of its bounds.
 MAX_FILE_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_VALUES = 100_000
@@ -54,29 +56,19 @@ class ScenarioError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-@dataclass
-class Step:
-    index: int
-    line: int
-    name: str
-    kind: str
-    spec: Any  # the kind's own mapping (or seconds, for a pause), with ${...} still in it
-    expect: dict[str, Any] = field(default_factory=dict)
-    save: dict[str, dict[str, Any]] = field(default_factory=dict)
-    retry: dict[str, Any] | None = None  # request steps: retry throttles and failures
-
-
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Scenario:
-    source: str
+    """A whole scenario: the top-level keys (``source`` and ``lines`` are not keys)."""
+
+    source: str = field(metadata={"yaml": False})
     name: str
-    description: str
-    target: str | None
-    proxy: str | None
-    auth: dict[str, str]
-    variables: dict[str, Any]
-    steps: list[Step]
-    lines: dict[str, int] = field(default_factory=dict)  # line of each top-level key
+    steps: tuple[Step, ...] = field(metadata={"yaml": False})  # built with their index and line
+    description: str = ""
+    target: str | None = None  # None: the embedded emulator
+    proxy: str | None = None
+    auth: Auth = field(default_factory=Auth, metadata={"build": lambda data: build(Auth, data)})
+    variables: Mapping[str, Any] = field(default_factory=dict)  # literal, or {generate: guid}
+    lines: Mapping[str, int] = field(default_factory=dict, metadata={"yaml": False})  # of each key
 
     def resolve_variables(self, overrides: dict[str, str] | None = None) -> dict[str, Any]:
         """Literal and generated values for this run; ``overrides`` (from --var) win."""
@@ -95,129 +87,38 @@ def schema() -> dict[str, Any]:
 # --- YAML with line numbers ------------------------------------------------------------------
 
 
-def _text_problem(text: str) -> tuple[int, str] | None:
-    """A character YAML refuses, or nesting deeper than ``MAX_DEPTH``, with its line: found
-    from the text and the parser's events (which are produced without recursion), before
-    anything builds nested data."""
-    bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
-    if bad:
-        line = text.count("\n", 0, bad.start()) + 1
-        column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
-        code = f"U+{ord(bad[0]):04X}"
-        return (line, f"column {column}: character {code} is a control character YAML does not "
-                f"allow; delete it (in a double-quoted string, write \\u{ord(bad[0]):04x} for it)")
-    depth = 0
+def _read(text: str, source: str) -> YamlDocument:
+    """The YAML document of a scenario text, bounded by the scenario's limits (checked by
+    the one YAML reader, before anything is built), or ScenarioError naming the line."""
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    return (event.start_mark.line + 1, f"the values are nested more than {MAX_DEPTH} "
-                            "levels deep; write them flatter")
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-    except yaml.YAMLError:
-        pass  # the reader below reports it with its line
+        return read_yaml(text, budget=MAX_VALUES, max_depth=MAX_DEPTH)
+    except YamlError as exc:
+        raise ScenarioError([Problem(source, exc.line, exc.message)]) from None
+
+
+def _number_problem(value: Any) -> str | None:
+    """The scenario's own rule for numbers (JSON-shaped ones the reader let through): finite,
+    and integers within 64 bits, beyond which JSON tools disagree about a number."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"is {value!r}, which is not a number JSON can carry; write a finite number"
+    if isinstance(value, int) and not isinstance(value, bool) and not -_MAX_INT < value < _MAX_INT:
+        return (f"is an integer of {len(str(abs(value)))} digits, beyond what JSON tools carry; "
+                "quote it to send it as text")
     return None
 
 
-def _unbuildable_line(text: str) -> int:
-    """The first line holding a scalar PyYAML cannot build (``!!float abc``, an integer too
-    long to convert), found by building each scalar on its own; 0 when none fails alone."""
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        lines, stack, seen = [], [root] if root is not None else [], set()
-        while stack:
-            node = stack.pop()
-            if id(node) in seen:
-                continue
-            seen.add(id(node))
-            if isinstance(node, yaml.ScalarNode):
-                try:
-                    loader.construct_object(node, deep=True)
-                except Exception:  # noqa: BLE001 - any failure here is the one being located
-                    lines.append(node.start_mark.line + 1)
-            elif isinstance(node, yaml.MappingNode):
-                stack.extend(n for pair in node.value for n in pair)
-            elif isinstance(node, yaml.SequenceNode):
-                stack.extend(node.value)
-        return min(lines, default=0)
-    except yaml.YAMLError:
-        return 0
-    finally:
-        loader.dispose()
-
-
-def _read(text: str, source: str) -> YamlDocument:
-    """The YAML document of a scenario text, or ScenarioError naming the line."""
-    found = _text_problem(text)
-    if found is not None:
-        raise ScenarioError([Problem(source, found[0], found[1])])
-    try:
-        return read_yaml(text)
-    except YamlError as exc:
-        raise ScenarioError([Problem(source, exc.line, exc.message)]) from None
-    except RecursionError:
-        raise ScenarioError([Problem(source, 0, "the YAML is nested too deeply; write it flatter")]) from None
-    except Exception as exc:  # noqa: BLE001 - see below
-        # A scalar its tag cannot build: PyYAML's constructors raise whatever their own
-        # parsing raises (ValueError for !!float abc, AttributeError for a timestamp its
-        # resolver took and its constructor cannot read, ...). Found again, by line, below.
-        reason = str(exc).split(";")[0] if isinstance(exc, ValueError) else "not a value of its type"
-        raise ScenarioError([Problem(source, _unbuildable_line(text),
-                                     f"a value YAML cannot build ({reason}); quote it to keep it as text")]) from None
-
-
-def _scalar_problem(value: Any) -> str | None:
-    """Why ``value`` is not a JSON scalar a scenario can use, with the fix; None when it is."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return None if -_MAX_INT < value < _MAX_INT else (
-            f"is an integer of {len(str(abs(value))) if value.bit_length() < 14000 else 'thousands of'} digits, "
-            "beyond what JSON tools carry; quote it to send it as text")
-    if isinstance(value, float):
-        return None if math.isfinite(value) else (
-            f"is {value!r}, which is not a number JSON can carry; write a finite number")
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return "holds a lone surrogate escape (\\ud800 to \\udfff), which is not text; remove it"
-        return None
-    if isinstance(value, datetime.date):
-        return f"is a YAML date ({value}), which JSON has no type for; quote it: \"{value}\""
-    if isinstance(value, bytes):
-        return "is YAML binary (!!binary), which JSON has no type for; write the text, or base64 in a quoted string"
-    if isinstance(value, (set, frozenset)):
-        return "is a YAML set (!!set), which JSON has no type for; write a list: [a, b]"
-    return (f"is a YAML {type(value).__name__}, which JSON has no type for; write text, a number, "
-            "true/false, null, a list or a mapping")
-
-
-def _json_data(data: Any, doc: YamlDocument, source: str) -> tuple[Any, list[Problem]]:
-    """``data`` as JSON-shaped values (mapping keys as strings: YAML reads ``201: 1`` with an
-    integer key), with a problem for every value that is not a JSON value. Iterative and
-    bounded: at most ``MAX_VALUES`` values (aliases count each time they are used) and
-    ``MAX_DEPTH`` levels, so neither an alias bomb nor deep nesting gets further."""
-    problems: list[Problem] = []
+def _json_data(doc: YamlDocument, source: str) -> tuple[Any, list[Problem]]:
+    """The document's data as JSON-shaped values, with a problem for every value that is
+    not one (found by the YAML reader's JSON check, each at its line) and every number the
+    scenario cannot carry. Mapping keys become text (YAML reads ``201: 1`` with an integer
+    key). The reader has already bounded the data's size and depth."""
+    assert doc.root is not None
+    problems = [Problem(source, exc.line, f"{_where(list(exc.path or ()))}: {exc.message}")
+                for exc in json_problems(doc.root, integer_keys=True)]
     root: dict[str, Any] = {}
-    stack: list[tuple[Any, tuple[Any, ...], Any, Any]] = [(data, (), root, "")]
-    count = 0
+    stack: list[tuple[Any, tuple[Any, ...], Any, Any]] = [(doc.data, (), root, "")]
     while stack:
         value, path, parent, key = stack.pop()
-        count += 1
-        if count > MAX_VALUES:
-            problems.append(Problem(source, doc.line(list(path)), f"the scenario holds more than "
-                                    f"{MAX_VALUES:,} values (YAML aliases count each time they are "
-                                    "used); write it smaller"))
-            break
-        if len(path) > MAX_DEPTH:
-            problems.append(Problem(source, doc.line(list(path)), f"{_where(list(path))} is nested "
-                                    f"more than {MAX_DEPTH} levels deep; write it flatter"))
-            parent[key] = None
-            continue
         if isinstance(value, dict):
             out: dict[str, Any] = {}
             parent[key] = out
@@ -230,7 +131,7 @@ def _json_data(data: Any, doc: YamlDocument, source: str) -> tuple[Any, list[Pro
             stack.extend((v, (*path, i), items, i) for i, v in enumerate(value))
         else:
             parent[key] = value
-            why = _scalar_problem(value)
+            why = _number_problem(value)
             if why is not None:
                 problems.append(Problem(source, doc.line(list(path)), f"{_where(list(path))} {why}"))
     return root.get(""), problems
@@ -415,10 +316,10 @@ def parse_scenario(text: str, source: str, *, extra_variables: set[str] | frozen
     doc = _read(text, source)
     if doc.root is None:
         raise ScenarioError([Problem(source, 1, "the file is empty; a scenario needs a name and steps")])
-    data, problems = _json_data(doc.data, doc, source)
-    problems += [Problem(source, p.line, p.message) for p in doc.problems]
-    if len(problems) > len(doc.problems):  # values that are not JSON: the schema cannot judge them
-        raise ScenarioError(problems)
+    data, problems = _json_data(doc, source)
+    if problems:  # values that are not JSON: the schema cannot judge them
+        raise ScenarioError(problems + [Problem(source, p.line, p.message) for p in doc.problems])
+    problems = [Problem(source, p.line, p.message) for p in doc.problems]
     if not isinstance(data, dict):
         raise ScenarioError([Problem(source, 1, "a scenario is a mapping with name and steps")])
     problems += _schema_problems(data, doc, source)
@@ -431,30 +332,10 @@ def parse_scenario(text: str, source: str, *, extra_variables: set[str] | frozen
     if checker.problems:
         raise ScenarioError(checker.problems)
 
-    steps = []
-    for i, raw in enumerate(data["steps"]):
-        kind = next(k for k in STEP_KINDS if k in raw)
-        steps.append(Step(
-            index=i,
-            line=doc.line(["steps", i]),
-            name=raw.get("name") or f"{kind} {i + 1}",
-            kind=kind,
-            spec=raw[kind],
-            expect=raw.get("expect") or {},
-            save=raw.get("save") or {},
-            retry=raw.get("retry"),
-        ))
-    return Scenario(
-        source=source,
-        name=data["name"],
-        description=data.get("description", ""),
-        target=data.get("target"),
-        proxy=data.get("proxy"),
-        auth=data.get("auth") or {},
-        variables=data.get("variables") or {},
-        steps=steps,
-        lines={key: doc.line([], key) for key in data},
-    )
+    steps = tuple(build_step(i, doc.line(["steps", i]), raw) for i, raw in enumerate(data["steps"]))
+    top = build(Scenario, {k: v for k, v in data.items() if k != "steps"}, source=source, steps=steps,
+                lines={key: doc.line([], key) for key in data})
+    return top
 
 
 def load_scenario(path: str | Path, *, extra_variables: set[str] | frozenset[str] = frozenset()) -> Scenario:

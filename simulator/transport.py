@@ -17,17 +17,18 @@ import json
 import re
 import ssl
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import aiohttp
 import h11
 from yarl import URL
 
+from exportjobs.simulator.steps import ABSENT, Release, RequestSpec, build
 from exportjobs.simulator.values import MISSING, interpolate
 
-Release = Literal["none", "barrier", "last-byte"]
 USER_AGENT = "exportjobs-simulator"
 _NOT_JSON = object()
 
@@ -132,18 +133,19 @@ class PreparedRequest:
 
 
 def prepare_request(
-    spec: dict[str, Any], variables: dict[str, Any], *, target: str, token: str | None
+    spec: RequestSpec | Mapping[str, Any], variables: Mapping[str, Any], *, target: str, token: str | None
 ) -> PreparedRequest:
     """A scenario request with ``${...}`` filled in, joined to ``target``, authorised.
 
     Every part is checked here, after interpolation, where a saved value first meets the
     place it goes: RequestError names the field and the fix, whatever the value held.
     """
-    spec = interpolate(spec, variables)
-    if "url" in spec:
-        url = check_url(spec["url"], "url")
+    if not isinstance(spec, RequestSpec):
+        spec = build(RequestSpec, spec)
+    if spec.url is not None:
+        url = check_url(interpolate(spec.url, variables), "url")
     else:
-        path = spec.get("path")
+        path = interpolate(spec.path, variables)
         if not isinstance(path, str):
             raise RequestError(f"path is {_kind(path)}; a path is text starting with /")
         if not path.startswith("/"):
@@ -154,7 +156,7 @@ def prepare_request(
             raise RequestError(f"path {path!r} holds {_char(bad[0])}; percent-encode it "
                                f"({quote(bad[0], safe='')})")
         url = check_url(target.rstrip("/") + path, "path")
-    query = spec.get("query") or {}
+    query = interpolate(dict(spec.query), variables)
     for name, value in query.items():
         if not isinstance(value, (str, int, float)):
             raise RequestError(f"query parameter {name!r} is {_kind(value)}; give text or a number")
@@ -162,23 +164,25 @@ def prepare_request(
         url += ("&" if "?" in url else "?") + urlencode({k: str(v) for k, v in query.items()}, quote_via=quote)
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     body = b""
-    if "json" in spec:
+    if spec.json is not ABSENT:
         try:
-            body = json.dumps(spec["json"], separators=(",", ":"), allow_nan=False).encode()
+            body = json.dumps(interpolate(spec.json, variables), separators=(",", ":"),
+                              allow_nan=False).encode()
         except (TypeError, ValueError, RecursionError, UnicodeEncodeError) as exc:
             raise RequestError(f"json cannot be written as JSON ({exc}); give text, numbers, "
                                "true/false, null, lists and mappings") from None
         headers["Content-Type"] = "application/json"
-    elif "body" in spec:
-        if not isinstance(spec["body"], (str, int, float)):
-            raise RequestError(f"body is {_kind(spec['body'])}; give text, or use json: for structured data")
+    elif spec.body is not None:
+        raw = interpolate(spec.body, variables)
+        if not isinstance(raw, (str, int, float)):
+            raise RequestError(f"body is {_kind(raw)}; give text, or use json: for structured data")
         try:
-            body = str(spec["body"]).encode()
+            body = str(raw).encode()
         except UnicodeEncodeError:
             raise RequestError("body holds a lone surrogate (\\ud800 to \\udfff); remove it") from None
-    if spec.get("auth", True) and token:
+    if spec.auth and token:
         headers["Authorization"] = f"Bearer {token}"
-    for name, value in (spec.get("headers") or {}).items():
+    for name, value in interpolate(dict(spec.headers), variables).items():
         if not isinstance(name, str) or not _TOKEN.fullmatch(name):
             raise RequestError(f"header name {name!r} is not a valid HTTP header name; use letters, "
                                "digits and - only")
@@ -190,7 +194,7 @@ def prepare_request(
             raise RequestError(f"header {name} holds {_char(bad[0])}; a header value is one line of "
                                "printable ASCII: remove it (percent-encode text that needs it)")
         headers[name] = text
-    return PreparedRequest(spec.get("method", "GET"), url, headers, body)
+    return PreparedRequest(spec.method, url, headers, body)
 
 
 class Client:
@@ -230,7 +234,7 @@ class Client:
                                        f"the response body is larger than {MAX_BODY_BYTES >> 20} MiB")
                 headers = {k.lower(): v for k, v in resp.headers.items()}
                 return Outcome(resp.status, headers, bytes(body), time.perf_counter() - started)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return Outcome(None, {}, b"", time.perf_counter() - started,
                            _describe_error(exc, connect if isinstance(exc, _CONNECT_TIMEOUTS) else timeout))
 
@@ -359,7 +363,7 @@ async def send_burst(
     async def finish(i: int, conn: _RawConnection) -> Outcome:
         try:
             return await asyncio.wait_for(conn.read_response(), timeout)
-        except (OSError, EOFError, asyncio.TimeoutError, h11.ProtocolError) as exc:
+        except (TimeoutError, OSError, EOFError, h11.ProtocolError) as exc:
             return Outcome(None, {}, b"", time.perf_counter() - conn.started, _describe_error(exc, timeout))
         finally:
             conn.close()
@@ -369,7 +373,7 @@ async def send_burst(
             async def whole(i: int, conn: _RawConnection) -> Outcome:
                 try:
                     await asyncio.wait_for(conn.open(), connect)
-                except (OSError, EOFError, asyncio.TimeoutError) as exc:  # EOF: proxy hung up
+                except (TimeoutError, OSError, EOFError) as exc:  # EOF: proxy hung up
                     return Outcome(None, {}, b"", 0.0, _describe_error(exc, connect))
                 conn.started = time.perf_counter()
                 conn.writer.write(conn.wire_bytes())

@@ -6,6 +6,7 @@ contain dots: ``error.target``, ``value.0.id``, ``value['@odata.type']``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -23,16 +24,20 @@ GENERATORS: dict[str, Callable[[], str]] = {
 
 
 def references(value: Any) -> set[str]:
-    """Every ``${name}`` used anywhere inside ``value`` (strings, lists, mappings)."""
+    """Every ``${name}`` used anywhere inside ``value`` (strings, lists, mappings, and the
+    fields of a scenario's typed parts)."""
     found: set[str] = set()
     if isinstance(value, str):
         found.update(_REF.findall(value))
     elif isinstance(value, Mapping):
         for k, v in value.items():
             found |= references(k) | references(v)
-    elif isinstance(value, list):
+    elif isinstance(value, (list, tuple)):
         for v in value:
             found |= references(v)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            found |= references(getattr(value, f.name))
     return found
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from exportjobs.simulator.expectations import check_burst, check_response
 from exportjobs.simulator.stats import LatencyHistogram, TrafficStats
+from exportjobs.simulator.steps import Expect, build
 from exportjobs.simulator.transport import Outcome
 from exportjobs.simulator.values import MISSING, get_path, interpolate, parse_path, references
 
@@ -78,31 +79,31 @@ INVARIANTS = {"invariants": ["exactly-one-201", "every-409-targets-the-201", "ev
 
 
 def test_burst_invariants_hold_for_a_correct_race():
-    assert all(c.ok for c in check_burst(INVARIANTS, race(), {}))
+    assert all(c.ok for c in check_burst(build(Expect, INVARIANTS), race(), {}))
 
 
 def test_a_409_naming_another_job_is_caught_and_located():
-    checks = {c.what: c for c in check_burst(INVARIANTS, race(bad_target="X"), {})}
+    checks = {c.what: c for c in check_burst(build(Expect, INVARIANTS), race(bad_target="X"), {})}
     bad = checks["every-409-targets-the-201"]
     assert not bad.ok and bad.actual == "1 of 4 differ (first, response #4: 'X')"
 
 
 def test_two_winners_break_every_invariant():
     two = race() + [outcome(201, {"id": "V"}, Location="L2")]
-    checks = {c.what: c for c in check_burst(INVARIANTS, two, {})}
+    checks = {c.what: c for c in check_burst(build(Expect, INVARIANTS), two, {})}
     assert not checks["exactly-one-201"].ok and checks["exactly-one-201"].actual == "2 201s"
     assert not checks["every-409-targets-the-201"].ok
     assert not checks["count of 201"].ok
 
 
 def test_no_response_is_a_broken_check_not_a_crash():
-    checks = check_response({"status": 200}, Outcome(None, {}, b"", 0.0, "timed out"), {})
+    checks = check_response(build(Expect, {"status": 200}), Outcome(None, {}, b"", 0.0, "timed out"), {})
     assert [(c.ok, c.actual) for c in checks] == [(False, "none (timed out)")]
 
 
 def test_the_409_invariant_fails_when_the_201_has_no_id():
     no_id = [outcome(201, {}, Location="L")] + [outcome(409, {"error": {}}, Location="L")] * 3
-    checks = {c.what: c for c in check_burst({"invariants": ["every-409-targets-the-201"]}, no_id, {})}
+    checks = {c.what: c for c in check_burst(build(Expect, {"invariants": ["every-409-targets-the-201"]}), no_id, {})}
     assert not checks["every-409-targets-the-201"].ok
 
 

@@ -8,15 +8,18 @@ Files are shared, so they are bounded before anything is built from them: ``chec
 (also used by the cassette reader) measures the composed node graph as it would be once
 every alias is written out, and refuses, naming the line, a document that would expand past
 a budget (the "billion laughs": ten aliases of ten aliases ... are ten billion values to
-anything that copies or serialises the data) or nest deeper than ``MAX_DEPTH``.
+anything that copies or serialises the data) or nest deeper than ``MAX_DEPTH``. A reader
+with tighter needs passes its own bounds (a scenario: 100,000 values, 64 levels); each bound
+is still checked here, in one place, with one message. ``json_problems`` finds every value
+JSON cannot carry (dates, sets, binary, other tags, keys that are not text), each with its
+line and its place in the data, for a reader that reports every problem at once.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
-
-import re
 
 import yaml
 
@@ -88,15 +91,22 @@ def _line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
 
-def check_nodes(root: yaml.Node, budget: int, *, json_only: bool = False) -> int:
+def _too_deep(line: int, max_depth: int) -> YamlError:
+    return YamlError(line, f"the YAML is nested too deeply (more than {max_depth} levels); "
+                     "write it flatter")
+
+
+def check_nodes(root: yaml.Node, budget: int, *, json_only: bool = False,
+                max_depth: int = MAX_DEPTH) -> int:
     """The number of values ``root`` holds once every alias is written out; raises
     ``YamlError`` naming the line when that passes ``budget``, when it nests deeper than
-    ``MAX_DEPTH``, or when an alias holds the node it is in.
+    ``max_depth`` (at most ``MAX_DEPTH``), or when an alias holds the node it is in.
 
     Iterative, and each node is measured once however many aliases share it (sizes and
     depths are memoised by node), so the check itself is linear in the text. With
     ``json_only`` every value must also be one JSON has: text, a number, true/false, null,
-    a list, or a mapping whose keys are text (no dates, sets, binary or other tags).
+    a list, or a mapping whose keys are text (no dates, sets, binary or other tags); the
+    first that is not is raised (``json_problems`` lists them all).
     """
     size: dict[int, int] = {}
     height: dict[int, int] = {}
@@ -113,9 +123,8 @@ def check_nodes(root: yaml.Node, budget: int, *, json_only: bool = False) -> int
                 raise YamlError(_line(node), f"this value would hold more than {budget:,} values "
                                 "once its YAML aliases are written out; write it out, "
                                 "or use fewer aliases")
-            if deep > MAX_DEPTH:
-                raise YamlError(_line(node), f"the YAML is nested too deeply (more than "
-                                f"{MAX_DEPTH} levels from here); write it flatter")
+            if deep > max_depth:
+                raise _too_deep(_line(node), max_depth)
             size[key], height[key] = total, deep
             open_.discard(key)
             continue
@@ -125,7 +134,9 @@ def check_nodes(root: yaml.Node, budget: int, *, json_only: bool = False) -> int
             raise YamlError(_line(node), "a YAML alias refers to the node that holds it; "
                             "write the value out instead")
         if json_only:
-            _check_json_node(node)
+            problem = _json_problem(node, integer_keys=False)
+            if problem is not None:
+                raise problem
         open_.add(key)
         stack.append((node, True))
         stack.extend((c, False) for c in _children(node))
@@ -140,29 +151,59 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
-def _check_json_node(node: yaml.Node) -> None:
+def json_problems(root: yaml.Node, *, integer_keys: bool = False) -> list[YamlError]:
+    """Every value under ``root`` that JSON cannot carry, each a ``YamlError`` with its line
+    and its ``path`` in the data, in document order. Each node is looked at once, however
+    many aliases share it. With ``integer_keys``, a key may also be an integer (YAML reads
+    ``201: 1`` with one; the reader turns it into text)."""
+    found: list[YamlError] = []
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        problem = _json_problem(node, integer_keys=integer_keys)
+        if problem is not None:
+            problem.path = path
+            found.append(problem)
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((v, (*path, str(k.value))) for k, v in reversed(node.value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(node.value))))
+    return found
+
+
+def _json_problem(node: yaml.Node, *, integer_keys: bool) -> YamlError | None:
+    """Why this one node (not its children) is not a JSON value, or None."""
     if isinstance(node, yaml.ScalarNode):
         if node.tag not in _JSON_SCALARS:
             kind = node.tag.rpartition(":")[2] or node.tag
-            raise YamlError(_line(node), f"a {kind} value ({str(node.value)[:40]!r}) is not one "
-                            "JSON can carry; quote it to make it text")
+            return YamlError(_line(node), f"a {kind} value ({str(node.value)[:40]!r}) is not one "
+                             "JSON can carry; quote it to make it text")
         if node.tag == _INT and len(node.value) > MAX_INT_DIGITS:
-            raise YamlError(_line(node), f"a number with more than {MAX_INT_DIGITS} digits; "
-                            "quote it to make it text")
+            return YamlError(_line(node), f"a number with more than {MAX_INT_DIGITS} digits; "
+                             "quote it to make it text")
         if node.tag == _STR and _SURROGATE.search(node.value):
-            raise YamlError(_line(node), "text holds a lone UTF-16 surrogate (an escape such as "
-                            "\\ud800), which no UTF-8 text can hold; remove it")
+            return YamlError(_line(node), "text holds a lone UTF-16 surrogate (an escape such as "
+                             "\\ud800), which no UTF-8 text can hold; remove it")
     elif isinstance(node, yaml.MappingNode):
+        if node.tag == "tag:yaml.org,2002:set":
+            return YamlError(_line(node), "a set mapping is not one JSON can carry; write a list: "
+                             "[a, b]")
         if node.tag != "tag:yaml.org,2002:map":
-            raise YamlError(_line(node), f"a {node.tag.rpartition(':')[2]} mapping is not one JSON "
-                            "can carry; write a plain mapping")
+            return YamlError(_line(node), f"a {node.tag.rpartition(':')[2]} mapping is not one JSON "
+                             "can carry; write a plain mapping")
+        keys = (_STR, _INT) if integer_keys else (_STR,)
         for key, _ in node.value:
-            if not isinstance(key, yaml.ScalarNode) or key.tag != _STR:
-                raise YamlError(_line(key), "a key that is not text (a number, a date, a list "
-                                "or a merge '<<'); quote it")
+            if not isinstance(key, yaml.ScalarNode) or key.tag not in keys:
+                return YamlError(_line(key), "a key that is not text (a number, a date, a list "
+                                 "or a merge '<<'); quote it")
     elif node.tag != "tag:yaml.org,2002:seq":
-        raise YamlError(_line(node), f"a {node.tag.rpartition(':')[2]} list is not one JSON "
-                        "can carry; write a plain list")
+        return YamlError(_line(node), f"a {node.tag.rpartition(':')[2]} list is not one JSON "
+                         "can carry; write a plain list")
+    return None
 
 
 class CheckedConstruction:
@@ -184,32 +225,51 @@ class _Loader(CheckedConstruction, yaml.SafeLoader):
     own recursion limit can turn deep nesting into an error without a line."""
 
     _depth = 0
+    max_depth = MAX_DEPTH
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         self._depth += 1
         try:
-            if self._depth > MAX_DEPTH:
-                raise YamlError(self.peek_event().start_mark.line + 1,
-                                f"the YAML is nested too deeply (more than {MAX_DEPTH} levels); "
-                                "write it flatter")
+            if self._depth > self.max_depth:
+                raise _too_deep(self.peek_event().start_mark.line + 1, self.max_depth)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
 
-def read_yaml(text: str) -> YamlDocument:
+def _control_character(text: str) -> YamlError | None:
+    """A character the YAML reader refuses, with its line and column and the fix."""
+    bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if bad is None:
+        return None
+    line = text.count("\n", 0, bad.start()) + 1
+    column = bad.start() - (text.rfind("\n", 0, bad.start()) + 1) + 1
+    code = ord(bad[0])
+    return YamlError(line, f"column {column}: character U+{code:04X} is a control character YAML "
+                     f"does not allow; delete it (in a double-quoted string, write \\u{code:04x} for it)")
+
+
+def read_yaml(text: str, *, budget: int | None = None, max_depth: int = MAX_DEPTH) -> YamlDocument:
     """Parse one YAML document (safe types only); raises ``YamlError`` naming the line.
 
-    The document is bounded (``check_nodes``) before any Python value is built from it."""
+    The document is bounded (``check_nodes``: ``budget`` values once aliases are written
+    out, by default the text's length and ``ALIAS_ALLOWANCE``; ``max_depth`` levels, at most
+    ``MAX_DEPTH``) before any Python value is built from it."""
+    problem = _control_character(text)
+    if problem is not None:
+        raise problem
+    max_depth = min(max_depth, MAX_DEPTH)
     try:
         loader = _Loader(text)
-    except yaml.YAMLError as exc:  # e.g. a control character the YAML reader refuses
+    except yaml.YAMLError as exc:
         raise YamlError(0, f"not valid YAML: {exc}") from None
+    loader.max_depth = max_depth
     try:
         root = loader.get_single_node()
         if root is None:
             return YamlDocument(None, None)
-        check_nodes(root, len(text) + ALIAS_ALLOWANCE)
+        check_nodes(root, len(text) + ALIAS_ALLOWANCE if budget is None else budget,
+                    max_depth=max_depth)
         problems: list[YamlProblem] = []
         _KeyCheck(problems).visit(root, ())
         return YamlDocument(loader.construct_document(root), root, tuple(problems))

@@ -9,6 +9,7 @@ serving without the addons would send exportJobs traffic on to Graph, unrecorded
 
 import logging
 import sys
+from typing import Any
 
 try:
     from exportjobs.addons.faults import Faults
@@ -30,6 +31,6 @@ except ImportError as missing:
                 "proxy` instead). Stopping.", sys.executable, _why, sys.executable)
             ctx.master.shutdown()
 
-    addons = [NotInstalled()]
+    addons: list[Any] = [NotInstalled()]
 else:
     addons = [Faults(), RaceGate(), ExportJobs()]

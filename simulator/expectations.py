@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import multiprocessing
 import re
-import re._constants as _sre
-import re._parser as _sre_parse
+import re._constants as _sre  # type: ignore[import-not-found]  # no stubs for re's internals
+import re._parser as _sre_parse  # type: ignore[import-not-found]
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import Connection

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from exportjobs.simulator.expectations import Check
@@ -66,7 +66,7 @@ async def _closed_model(one: Callable[[], Awaitable[None]], concurrency: int, de
     await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
-async def _open_model(one: Callable[[], Awaitable[None]], rate: float, deadline: float,
+async def _open_model(one: Callable[[], Coroutine[Any, Any, None]], rate: float, deadline: float,
                       budget: int) -> int:
     """Start requests at ``rate`` a second whatever the responses do, until ``deadline``."""
     in_flight: set[asyncio.Task[None]] = set()

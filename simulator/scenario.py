@@ -147,10 +147,11 @@ def _where(path: list[Any]) -> str:
 def _describe(err: jsonschema.ValidationError) -> tuple[list[Any], str | None, str]:
     """(path, key to point at, message) for one schema error."""
     path = list(err.absolute_path)
-    hint = err.schema.get("description") if isinstance(err.schema, dict) else None
+    schema: dict[str, Any] = err.schema if isinstance(err.schema, dict) else {}
+    hint = schema.get("description")
     where = _where(path)
     if err.validator == "additionalProperties":
-        allowed = sorted(err.schema.get("properties", {}))
+        allowed = sorted(schema.get("properties", {}))
         unknown = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
         name = unknown[0] if unknown else "?"
         fix = f"allowed here: {', '.join(allowed)}" if allowed else hint or ""
@@ -158,13 +159,13 @@ def _describe(err: jsonschema.ValidationError) -> tuple[list[Any], str | None, s
     if err.validator == "required":
         missing = re.findall(r"'([^']+)' is a required property", err.message)
         name = missing[0] if missing else "?"
-        prop_hint = err.schema.get("properties", {}).get(name, {}).get("description")
+        prop_hint = schema.get("properties", {}).get(name, {}).get("description")
         return path, None, f"{where} needs '{name}'" + (f" ({prop_hint})" if prop_hint else "")
     if err.validator == "propertyNames":
         bad = err.instance if isinstance(err.instance, str) else "?"
         return path, bad, f"'{bad}' is not a valid name here; {hint or 'use letters, digits and _'}"
     if err.validator == "enum":
-        options = ", ".join(str(o) for o in err.validator_value)
+        options = ", ".join(str(o) for o in schema.get("enum", ()))
         return path, None, f"{where} is {err.instance!r}; use one of: {options}"
     if err.validator == "type":
         return path, None, (f"{where} should be {err.validator_value}, not {type(err.instance).__name__}"

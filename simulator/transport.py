@@ -314,10 +314,21 @@ class _RawConnection:
                    ("Content-Length", str(len(req.body)))]
         if absolute and self.proxy_authorization:
             headers.append(("Proxy-Authorization", self.proxy_authorization))
-        data = self.h11.send(h11.Request(method=req.method, target=target, headers=headers))
+        data = self._bytes(h11.Request(method=req.method, target=target, headers=headers))
         if req.body:
-            data += self.h11.send(h11.Data(data=req.body))
-        return data + self.h11.send(h11.EndOfMessage())
+            data += self._bytes(h11.Data(data=req.body))
+        return data + self._bytes(h11.EndOfMessage())
+
+    def _bytes(self, event: h11.Request | h11.Data | h11.EndOfMessage) -> bytes:
+        data = self.h11.send(event)
+        assert data is not None  # h11 returns None only for ConnectionClosed, never sent here
+        return data
+
+    @property
+    def out(self) -> asyncio.StreamWriter:
+        """The open connection's writer (only used after ``open``)."""
+        assert self.writer is not None
+        return self.writer
 
     async def read_response(self) -> Outcome:
         assert self.reader is not None
@@ -376,12 +387,12 @@ async def send_burst(
                 except (TimeoutError, OSError, EOFError) as exc:  # EOF: proxy hung up
                     return Outcome(None, {}, b"", 0.0, _describe_error(exc, connect))
                 conn.started = time.perf_counter()
-                conn.writer.write(conn.wire_bytes())
+                conn.out.write(conn.wire_bytes())
                 send_ns[i] = time.monotonic_ns()
                 return await finish(i, conn)
 
-            outcomes = await asyncio.gather(*(whole(i, c) for i, c in enumerate(conns)))
-            return BurstResult(list(outcomes), [t for t in send_ns if t])
+            wholes = await asyncio.gather(*(whole(i, c) for i, c in enumerate(conns)))
+            return BurstResult(list(wholes), [t for t in send_ns if t])
 
         opened = await asyncio.gather(*(asyncio.wait_for(c.open(), connect) for c in conns),
                                       return_exceptions=True)
@@ -390,15 +401,15 @@ async def send_burst(
         payloads = {i: c.wire_bytes() for i, c in live}
         if release == "last-byte":
             for i, c in live:
-                c.writer.write(payloads[i][:-1])
-            await asyncio.gather(*(c.writer.drain() for _, c in live), return_exceptions=True)
+                c.out.write(payloads[i][:-1])
+            await asyncio.gather(*(c.out.drain() for _, c in live), return_exceptions=True)
             await asyncio.sleep(0.05)  # let the partial requests reach the server and be parsed
             tails = {i: payloads[i][-1:] for i, _ in live}
         else:
             tails = payloads
         # The release: writes only, no awaits and no clock reads between them, so nothing
         # else runs and the writes go out back to back.
-        writes = [(c.writer.write, tails[i]) for i, c in live]
+        writes = [(c.out.write, tails[i]) for i, c in live]
         released = time.perf_counter()
         first_ns = time.monotonic_ns()
         for write, tail in writes:

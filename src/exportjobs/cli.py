@@ -14,9 +14,8 @@ from pathlib import Path
 
 from exportjobs import __version__
 from exportjobs import scenarios as shipped
-
-from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
 from exportjobs.graph import is_guid
+from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
 
 UNSAFE_BANNER = (
     "!!! UNSAFE: --unsafe-race-window-ms {ms:g} !!!\n"
@@ -278,8 +277,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from exportjobs.demo import run_demo
     from exportjobs.addons.proxy import ProxyError
+    from exportjobs.demo import run_demo
     from exportjobs.simulator.runner import RunAborted
     from exportjobs.simulator.scenario import ScenarioError
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TextIO
 
 from exportjobs import scenarios as shipped
-from exportjobs.simulator.emulator.embedded import EmbeddedEmulator
 from exportjobs.simulator.emulator.app import EmulatorConfig
+from exportjobs.simulator.emulator.embedded import EmbeddedEmulator
 from exportjobs.simulator.runner import RunResult, StepResult, run_scenario
 from exportjobs.simulator.scenario import Scenario, load_scenario
 

@@ -232,7 +232,9 @@ class _Loader(CheckedConstruction, yaml.SafeLoader):
         try:
             if self._depth > self.max_depth:
                 raise _too_deep(self.peek_event().start_mark.line + 1, self.max_depth)
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
+            assert node is not None  # PyYAML composes a node whenever an event is left
+            return node
         finally:
             self._depth -= 1
 

@@ -24,9 +24,9 @@ from mitmproxy import ctx, exceptions, http
 
 from exportjobs.addons.faultplan import Decision, FaultPlan, FaultPlanError, FaultRule, load_plan, new_seed
 from exportjobs.addons.guard import FailClosed
-from exportjobs.addons.replay import graph_headers, make_response  # the one home of Graph's volatile headers
+from exportjobs.addons.replay import graph_error
 from exportjobs.addons.scope import OptionScope
-from exportjobs.graph import HTTP_ERRORS, JSON_CONTENT_TYPE, error_json
+from exportjobs.graph import HTTP_ERRORS
 
 log = logging.getLogger("exportjobs.proxy")
 
@@ -38,14 +38,8 @@ ENFORCED = "retry-after-window"
 def fault_response(status: int, retry_after: int | None, request: http.Request, label: str) -> http.Response:
     """A Graph error response for ``status``, with ``Retry-After`` when given."""
     code, message = HTTP_ERRORS[status]
-    headers = graph_headers(request)
-    body = error_json(code, message, inner_code=str(status), request_id=headers[0][1],
-                      client_request_id=headers[1][1])
-    headers.append(("Content-Type", JSON_CONTENT_TYPE))
-    if retry_after is not None:
-        headers.append(("Retry-After", str(retry_after)))
-    headers.append((FAULT_HEADER, label))
-    return make_response(status, headers, body, request)
+    extra = [("Retry-After", str(retry_after))] if retry_after is not None else []
+    return graph_error(request, status, code, message, str(status), *extra, (FAULT_HEADER, label))
 
 
 def injected_note(meta: dict[str, Any]) -> str:

@@ -39,6 +39,7 @@ from exportjobs.addons.matching import (
 )
 from exportjobs.addons.redaction import Redactor
 from exportjobs.addons.replay import (
+    graph_error,
     not_recorded_response,
     proxy_error_response,
     recorded_response,
@@ -49,7 +50,7 @@ from exportjobs.addons.scope import Scope
 from exportjobs.addons.summary import exchange_line, shown
 from exportjobs.addons.timeline import Timeline
 from exportjobs.addons.upstream import Upstream
-from exportjobs.graph import error_json, graph_date
+from exportjobs.graph import graph_date
 
 log = logging.getLogger("exportjobs.proxy")
 
@@ -343,11 +344,10 @@ class ExportJobs(FailClosed):
         except OSError as exc:
             log.error("cassette %s: cannot write interaction %d (%s); the client gets a 502",
                       self.cassette_name, exchange.number, exc.strerror)
-            flow.response = http.Response.make(
-                502, error_json("cassetteWriteFailed",
-                                f"The proxy could not record this response to cassette "
-                                f"'{self.cassette_name}': {exc.strerror}."),
-                {"Content-Type": "application/json"})
+            flow.response = graph_error(
+                flow.request, 502, "cassetteWriteFailed",
+                f"The proxy could not record this response to cassette '{self.cassette_name}': "
+                f"{exc.strerror}.", "exportJobsCassetteWriteFailed")
             return None
         return doc["response"].get("json")
 

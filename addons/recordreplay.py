@@ -20,13 +20,7 @@ from typing import Any, Optional
 
 from mitmproxy import ctx, exceptions, http
 
-from exportjobs.addons.cassette import (
-    CassetteError,
-    CassetteWriter,
-    new_header,
-    request_doc,
-    response_doc,
-)
+from exportjobs.addons.cassette import new_header, request_doc, response_doc
 from exportjobs.addons.faults import INJECTED_META, injected_note
 from exportjobs.addons.guard import ANSWER, FailClosed, answer_with, install_error_answers
 from exportjobs.addons.matching import (
@@ -37,6 +31,7 @@ from exportjobs.addons.matching import (
     ReplayIndex,
     load_index,
 )
+from exportjobs.addons.persister import CassetteError, CassetteWriter
 from exportjobs.addons.redaction import Redactor
 from exportjobs.addons.replay import (
     graph_error,

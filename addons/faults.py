@@ -20,10 +20,11 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Optional
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 
 from exportjobs.addons.faultplan import Decision, FaultPlan, FaultPlanError, FaultRule, load_plan, new_seed
 from exportjobs.addons.guard import FailClosed
+from exportjobs.addons.options import OptionError
 from exportjobs.addons.replay import graph_error
 from exportjobs.addons.scope import OptionScope
 from exportjobs.graph import HTTP_ERRORS
@@ -82,10 +83,7 @@ class Faults(FailClosed):
         try:
             plan = load_plan(opts.exportjobs_faults)
         except FaultPlanError as exc:
-            message = str(exc)
-            if not message.startswith("exportjobs_faults"):
-                message = f"exportjobs_faults: {message}"
-            raise exceptions.OptionsError(message) from None
+            raise OptionError("exportjobs_faults", str(exc)) from None
         seed = opts.exportjobs_fault_seed
         seed = seed if seed is not None else plan.seed if plan.seed is not None else new_seed()
         plan.start(seed)

@@ -23,14 +23,16 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 
 from exportjobs.addons.guard import FailClosed
+from exportjobs.addons.options import OptionError
 from exportjobs.addons.scope import OptionScope
 
 log = logging.getLogger("exportjobs.proxy")
 
 GATE_META = "exportjobs_gate"
+MAX_GATE_TIMEOUT = 86_400.0  # a day: a gate is for a burst, not a schedule
 
 Pair = tuple[str, str]
 
@@ -109,10 +111,11 @@ class RaceGate(FailClosed):
             return
         count, timeout = ctx.options.exportjobs_gate, ctx.options.exportjobs_gate_timeout
         if count < 0 or count == 1:
-            raise exceptions.OptionsError(
-                f"exportjobs_gate: {count} cannot make a race; give 2 or more (0 turns the gate off)")
-        if not timeout > 0:
-            raise exceptions.OptionsError(f"exportjobs_gate_timeout: {timeout} must be more than 0 seconds")
+            raise OptionError("exportjobs_gate",
+                              f"expected 2 or more requests to race (0: off), got {count}")
+        if not 0 < timeout <= MAX_GATE_TIMEOUT:  # also refuses nan and inf
+            raise OptionError("exportjobs_gate_timeout", f"must be more than 0 and at most "
+                              f"{MAX_GATE_TIMEOUT:g} seconds, got {timeout:g}")
         self.count, self.timeout = count, timeout
         if count:
             log.info("exportjobs: race gate holds identical creates until %d arrive (timeout %gs)",

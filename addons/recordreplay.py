@@ -31,6 +31,7 @@ from exportjobs.addons.matching import (
     ReplayIndex,
     load_index,
 )
+from exportjobs.addons.options import OptionError
 from exportjobs.addons.persister import CassetteError, CassetteWriter
 from exportjobs.addons.redaction import Redactor
 from exportjobs.addons.replay import (
@@ -109,7 +110,6 @@ class ExportJobs(FailClosed):
         self._exchanges: dict[str, _Exchange] = {}
 
     def load(self, loader) -> None:
-        install_error_answers()
         loader.add_option("exportjobs_mode", str, "passthrough",
                           "record: write exportJobs exchanges to the cassette; replay: answer "
                           "them from it, never from the network; passthrough: forward and log.",
@@ -137,20 +137,21 @@ class ExportJobs(FailClosed):
     def configure(self, updated: set[str]) -> None:
         if not any(name.startswith("exportjobs_") for name in updated):
             return
+        install_error_answers()  # once per process; before any flow can meet an upstream error
         # Closed while the new settings are applied; open again only once all of them are.
         self.refusal = "the exportjobs settings are being applied"
         self.scope = Scope(ctx.options.exportjobs_hosts)
         try:
             self._configure(updated)
         except Exception as exc:
-            message = (str(exc) if isinstance(exc, exceptions.OptionsError)
-                       else f"exportjobs: cannot apply the settings ({type(exc).__name__}: {exc})")
-            self.refusal = message
+            refused = (exc if isinstance(exc, exceptions.OptionsError) else exceptions.OptionsError(
+                f"exportjobs: cannot apply the settings ({type(exc).__name__}: {exc})"))
+            self.refusal = str(refused)
             try:
                 asyncio.get_running_loop().call_soon(self._stop_if_refusing)
             except RuntimeError:  # no loop: nothing serves yet
                 pass
-            raise exceptions.OptionsError(message) from None
+            raise refused from None
         self.refusal = None
 
     def _stop_if_refusing(self) -> None:
@@ -167,14 +168,13 @@ class ExportJobs(FailClosed):
         mode = opts.exportjobs_mode
         cassette = opts.exportjobs_cassette
         if mode in ("record", "replay") and not cassette:
-            raise exceptions.OptionsError(
-                f"exportjobs_cassette: {mode} mode needs a cassette file; set exportjobs_cassette")
+            raise OptionError("exportjobs_cassette", f"{mode} mode needs a cassette file")
         upstream = None
         if opts.exportjobs_upstream:
             try:
                 upstream = Upstream.parse(opts.exportjobs_upstream)
             except ValueError as exc:
-                raise exceptions.OptionsError(f"exportjobs_upstream: {exc}") from None
+                raise OptionError("exportjobs_upstream", str(exc)) from None
         redactor = Redactor.configured(opts.exportjobs_redact_headers, opts.exportjobs_redact_query,
                                        opts.exportjobs_redact_json)
         # Reopen the cassette only when it or the mode changed: other options may change live

@@ -27,6 +27,7 @@ from exportjobs.addons.guard import FailClosed
 from exportjobs.addons.options import OptionError
 from exportjobs.addons.replay import graph_error
 from exportjobs.addons.scope import OptionScope
+from exportjobs.addons.traffic import traffic
 from exportjobs.graph import HTTP_ERRORS
 
 log = logging.getLogger("exportjobs.proxy")
@@ -109,10 +110,9 @@ class Faults(FailClosed):
         if self.plan is None or flow.response is not None:
             return None
         req = flow.request
-        route = self._scope.current().route(req.host, req.port, req.path)
-        if route is None:
+        kind = traffic(flow, self._scope).kind
+        if kind is None:
             return None
-        kind = route.kind(req.method)
         client = self.client_key(flow)
         now = time.monotonic()
         until = self.windows.get((client, kind))

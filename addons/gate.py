@@ -28,6 +28,7 @@ from mitmproxy import ctx, http
 from exportjobs.addons.guard import FailClosed
 from exportjobs.addons.options import OptionError
 from exportjobs.addons.scope import OptionScope
+from exportjobs.addons.traffic import traffic
 
 log = logging.getLogger("exportjobs.proxy")
 
@@ -127,10 +128,9 @@ class RaceGate(FailClosed):
         # Sync unless the flow is held: mitmproxy awaits only what a hook returns.
         if not self.count or flow.response is not None:
             return None
-        req = flow.request
-        route = self._scope.current().route(req.host, req.port, req.path)
-        if route is None or route.kind(req.method) != "create":
+        if traffic(flow, self._scope).kind != "create":
             return None
+        req = flow.request
         pair = create_pair(req)
         if pair is None:
             return None  # the service will answer 400; nothing to race

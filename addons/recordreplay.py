@@ -45,6 +45,7 @@ from exportjobs.addons.replay import (
 from exportjobs.addons.scope import Scope
 from exportjobs.addons.summary import exchange_line, shown
 from exportjobs.addons.timeline import Timeline
+from exportjobs.addons.traffic import traffic
 from exportjobs.addons.upstream import Upstream
 from exportjobs.graph import graph_date
 
@@ -235,7 +236,8 @@ class ExportJobs(FailClosed):
         req = flow.request
         injected = flow.metadata.get(INJECTED_META)
         answered = flow.response is not None
-        if (answered and not injected) or self.scope.route(req.host, req.port, req.path) is None:
+        seen = traffic(flow, self.scope)
+        if (answered and not injected) or seen.kind is None:
             return
         if self.refusal is not None or self.stopping:
             if not answered:
@@ -275,7 +277,7 @@ class ExportJobs(FailClosed):
             return
         if self.mode == "record":
             exchange.number = self.timeline.begin()
-        if self.upstream is not None and self.scope.is_graph(req.host):
+        if self.upstream is not None and seen.graph:
             self.upstream.redirect(req)
 
     def _answer(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
@@ -351,7 +353,7 @@ class ExportJobs(FailClosed):
         nothing is recorded, and an in-scope client gets a Graph error, not mitmproxy's page."""
         exchange = self._exchanges.pop(flow.id, None)
         req = flow.request
-        if exchange is None and not self.scope.covers(req.host, req.port):
+        if exchange is None and not traffic(flow, self.scope).covered:
             return
         message = flow.error.msg if flow.error else "no response"
         timeout = "timed out" in message.lower() or "timeout" in message.lower()

@@ -12,16 +12,15 @@ from __future__ import annotations
 import time
 from email.utils import formatdate
 
-from exportjobs.graph.errors import JSON_CONTENT_TYPE, error_json
+from exportjobs.graph.errors import error_json
 from exportjobs.graph.ids import new_request_id
+from exportjobs.graph.media import ERROR_CONTENT_TYPE
 
 REQUEST_ID = "request-id"
 CLIENT_REQUEST_ID = "client-request-id"
 DATE = "Date"
 # Lower-cased, for filtering recorded headers before fresh ones are added.
 VOLATILE = frozenset({REQUEST_ID, CLIENT_REQUEST_ID, DATE.lower()})
-# Every Graph error body is labelled alike, whichever code wrote it.
-ERROR_CONTENT_TYPE = JSON_CONTENT_TYPE
 
 # The Date header's text for the current second: consecutive answers mostly share it.
 _date: tuple[int, str] = (0, "")
@@ -51,7 +50,8 @@ def volatile_headers(client_request_id: str | None) -> list[tuple[str, str]]:
 def error_answer(code: str, message: str, inner_code: str,
                  client_request_id: str | None) -> tuple[list[tuple[str, str]], bytes]:
     """The headers and body of a Graph error: the volatile headers, the error body repeating
-    their ids, and the one Content-Type every error carries, whoever produced it."""
+    their ids, and the one Content-Type every error carries (``graph.media``), whoever
+    produced it."""
     headers = volatile_headers(client_request_id)
     body = error_json(code, message, inner_code=inner_code, request_id=headers[0][1],
                       client_request_id=headers[1][1])

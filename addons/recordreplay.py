@@ -322,7 +322,7 @@ class ExportJobs(FailClosed):
         res = flow.response
         started = flow.request.timestamp_start
         ended = res.timestamp_end or time.time()
-        doc = {
+        doc: dict[str, Any] = {
             "interaction": exchange.number,
             "started": round(started - self.started_at, 6),
             "duration": round(ended - started, 6),

@@ -84,7 +84,7 @@ def read_own_format(file: BinaryIO) -> tuple[list[tuple[int, dict[str, Any]]], i
 
 _BLOCK = 1 << 20
 _END_BYTES = re.compile(rb"\n\.\.\.\r?\n")
-_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[attr-defined]
+_SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
 def _json(text: str) -> Any:
@@ -236,8 +236,8 @@ def load_yaml(data: bytes) -> tuple[list[tuple[int, Any]], int]:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         if mark is not None:
             line = mark.line + 1
-        elif isinstance(getattr(exc, "position", None), int):
-            line = complete.count("\n", 0, exc.position) + 1
+        elif isinstance(position := getattr(exc, "position", None), int):
+            line = complete.count("\n", 0, position) + 1
         else:
             line = 0
         problem = " ".join(str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None)

@@ -193,7 +193,7 @@ def parse_short(text: str, source: str = "exportjobs_faults") -> FaultPlan:
     items = [item.strip() for item in text.split(",")]
     for number, item in enumerate(items, 1):
         def where(key: str, item: str = item, number: int = number) -> str:
-            return f"{source}: rule {number} {item!r}, {key}"
+            return f"{source}: rule {number} {item!r}, {key}" if source else f"rule {number} {item!r}, {key}"
 
         m = _SHORT.match(item)
         if m is None:
@@ -286,7 +286,7 @@ def load_plan(value: str) -> FaultPlan:
     value = value.strip()
     if value.lower().endswith((".yaml", ".yml")) or os.path.isfile(value):
         return load_file(value)
-    return parse_short(value)
+    return parse_short(value, source="")  # the option's name is the caller's to add
 
 
 def new_seed() -> int:

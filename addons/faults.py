@@ -20,13 +20,15 @@ import time
 from collections.abc import Awaitable
 from typing import Any, Optional
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 
 from exportjobs.addons.faultplan import Decision, FaultPlan, FaultPlanError, FaultRule, load_plan, new_seed
 from exportjobs.addons.guard import FailClosed
-from exportjobs.addons.replay import graph_headers, make_response  # the one home of Graph's volatile headers
+from exportjobs.addons.options import OptionError
+from exportjobs.addons.replay import graph_error
 from exportjobs.addons.scope import OptionScope
-from exportjobs.graph import HTTP_ERRORS, JSON_CONTENT_TYPE, error_json
+from exportjobs.addons.traffic import traffic
+from exportjobs.graph import HTTP_ERRORS
 
 log = logging.getLogger("exportjobs.proxy")
 
@@ -38,14 +40,8 @@ ENFORCED = "retry-after-window"
 def fault_response(status: int, retry_after: int | None, request: http.Request, label: str) -> http.Response:
     """A Graph error response for ``status``, with ``Retry-After`` when given."""
     code, message = HTTP_ERRORS[status]
-    headers = graph_headers(request)
-    body = error_json(code, message, inner_code=str(status), request_id=headers[0][1],
-                      client_request_id=headers[1][1])
-    headers.append(("Content-Type", JSON_CONTENT_TYPE))
-    if retry_after is not None:
-        headers.append(("Retry-After", str(retry_after)))
-    headers.append((FAULT_HEADER, label))
-    return make_response(status, headers, body, request)
+    extra = [("Retry-After", str(retry_after))] if retry_after is not None else []
+    return graph_error(request, status, code, message, str(status), *extra, (FAULT_HEADER, label))
 
 
 def injected_note(meta: dict[str, Any]) -> str:
@@ -88,10 +84,7 @@ class Faults(FailClosed):
         try:
             plan = load_plan(opts.exportjobs_faults)
         except FaultPlanError as exc:
-            message = str(exc)
-            if not message.startswith("exportjobs_faults"):
-                message = f"exportjobs_faults: {message}"
-            raise exceptions.OptionsError(message) from None
+            raise OptionError("exportjobs_faults", str(exc)) from None
         seed = opts.exportjobs_fault_seed
         seed = seed if seed is not None else plan.seed if plan.seed is not None else new_seed()
         plan.start(seed)
@@ -117,10 +110,9 @@ class Faults(FailClosed):
         if self.plan is None or flow.response is not None:
             return None
         req = flow.request
-        route = self._scope.current().route(req.host, req.port, req.path)
-        if route is None:
+        kind = traffic(flow, self._scope).kind
+        if kind is None:
             return None
-        kind = route.kind(req.method)
         client = self.client_key(flow)
         now = time.monotonic()
         until = self.windows.get((client, kind))

@@ -22,16 +22,19 @@ from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
-from mitmproxy import ctx, exceptions, http
+from mitmproxy import ctx, http
 
 from exportjobs.addons.guard import FailClosed
+from exportjobs.addons.options import OptionError
 from exportjobs.addons.scope import OptionScope
+from exportjobs.addons.traffic import traffic
 from exportjobs.graph import create_key
 from exportjobs.simulator.emulator.client import EmulatorClient, EmulatorError
 
 log = logging.getLogger("exportjobs.proxy")
 
 GATE_META = "exportjobs_gate"
+MAX_GATE_TIMEOUT = 86_400.0  # a day: a gate is for a burst, not a schedule
 
 Pair = tuple[str, str]
 
@@ -102,10 +105,11 @@ class RaceGate(FailClosed):
             return
         count, timeout = ctx.options.exportjobs_gate, ctx.options.exportjobs_gate_timeout
         if count < 0 or count == 1:
-            raise exceptions.OptionsError(
-                f"exportjobs_gate: {count} cannot make a race; give 2 or more (0 turns the gate off)")
-        if not timeout > 0:
-            raise exceptions.OptionsError(f"exportjobs_gate_timeout: {timeout} must be more than 0 seconds")
+            raise OptionError("exportjobs_gate",
+                              f"expected 2 or more requests to race (0: off), got {count}")
+        if not 0 < timeout <= MAX_GATE_TIMEOUT:  # also refuses nan and inf
+            raise OptionError("exportjobs_gate_timeout", f"must be more than 0 and at most "
+                              f"{MAX_GATE_TIMEOUT:g} seconds, got {timeout:g}")
         self.count, self.timeout = count, timeout
         if count:
             log.info("exportjobs: race gate holds identical creates until %d arrive (timeout %gs)",
@@ -117,10 +121,9 @@ class RaceGate(FailClosed):
         # Sync unless the flow is held: mitmproxy awaits only what a hook returns.
         if not self.count or flow.response is not None:
             return None
-        req = flow.request
-        route = self._scope.current().route(req.host, req.port, req.path)
-        if route is None or route.kind(req.method) != "create":
+        if traffic(flow, self._scope).kind != "create":
             return None
+        req = flow.request
         pair = create_pair(req)
         if pair is None:
             return None  # the service will answer 400; nothing to race

@@ -1,20 +1,18 @@
 """The mitmproxy script: ``mitmdump -s "$(exportjobs addon)" --set exportjobs_mode=record
 --set exportjobs_cassette=FILE`` (mitmproxy and mitmweb load it the same way).
 
-It only composes the addons: faults answer first and the gate holds next, so both act
-before record, replay and the upstream redirect. A mitmproxy that cannot import exportjobs
+It only loads the addons, composed as ``exportjobs proxy`` composes them (``proxy_addons``):
+faults answer first and the gate holds next, so both act before record, replay and the
+upstream redirect. A mitmproxy that cannot import exportjobs
 (installed with pipx, brew or as a binary) gets one line saying how to add it, and stops:
 serving without the addons would send exportJobs traffic on to Graph, unrecorded.
 """
 
 import logging
 import sys
-from typing import Any
 
 try:
-    from exportjobs.addons.faults import Faults
-    from exportjobs.addons.gate import RaceGate
-    from exportjobs.addons.recordreplay import ExportJobs
+    from exportjobs.addons.proxy import proxy_addons
 except ImportError as missing:
     _why = str(missing)
 
@@ -31,6 +29,6 @@ except ImportError as missing:
                 "proxy` instead). Stopping.", sys.executable, _why, sys.executable)
             ctx.master.shutdown()
 
-    addons: list[Any] = [NotInstalled()]
+    addons: list[object] = [NotInstalled()]
 else:
-    addons = [Faults(), RaceGate(), ExportJobs()]
+    addons = list(proxy_addons())  # the one composition, shared with exportjobs proxy

@@ -1,8 +1,11 @@
-"""Run mitmproxy with the exportJobs addon in-process.
+"""Run mitmproxy with the exportJobs addons in-process.
 
 ``start_proxy`` is for tests and other commands (port 0 picks a free port);
-``exportjobs proxy`` (simulator/cli.py) wraps it. Bad settings raise ``ProxyError`` with a
-one-line message naming the file or option and what to do.
+``exportjobs proxy`` (src/exportjobs/cli.py) wraps it. Settings are given by their option
+names, as the addons declare them (``exportjobs_mode``, ``exportjobs_cassette``, ... and
+mitmproxy's own, such as ``confdir``). Bad settings raise ``ProxyError`` with a one-line
+message naming the file or option and what to do, and the option apart (``option``) so a
+front end can name it as its user spells it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,19 +22,31 @@ from mitmproxy import exceptions, options
 from mitmproxy.addons import default_addons
 from mitmproxy.master import Master
 
-from exportjobs.addons.recordreplay import ExportJobs
 from exportjobs.addons.faults import Faults
 from exportjobs.addons.gate import RaceGate
+from exportjobs.addons.options import OptionError
+from exportjobs.addons.recordreplay import ExportJobs
 
 CA_CERT_FILE = "mitmproxy-ca-cert.pem"
 
 
 class ProxyError(Exception):
-    """Settings the proxy cannot start with (exit 2) or an address it cannot bind (exit 3)."""
+    """Settings the proxy cannot start with (exit 2) or an address it cannot bind (exit 3).
+    ``option`` and ``problem`` are set when one option's value is refused."""
 
-    def __init__(self, message: str, exit_code: int = 2) -> None:
+    def __init__(self, message: str, exit_code: int = 2, option: str | None = None,
+                 problem: str = "") -> None:
         super().__init__(message)
         self.exit_code = exit_code
+        self.option = option
+        self.problem = problem
+
+
+def proxy_addons() -> tuple[Faults, RaceGate, ExportJobs]:
+    """The addons in the order they must see a flow: faults answer first and the gate holds
+    next, so both act before record, replay and the upstream redirect (as the mitmproxy
+    script composes them)."""
+    return Faults(), RaceGate(), ExportJobs()
 
 
 @dataclass
@@ -71,57 +86,33 @@ class RunningProxy:
 
 
 async def start_proxy(
-    mode: str,
-    cassette: str | os.PathLike[str] | None,
-    upstream: str | None = None,
+    settings: Mapping[str, Any],
     *,
     port: int = 0,
     host: str = "127.0.0.1",
-    miss_policy: str = "repeat-last",
-    hosts: Sequence[str] = (),
-    redact_headers: Sequence[str] = (),
-    redact_query: Sequence[str] = (),
-    redact_json: Sequence[str] = (),
-    confdir: str | os.PathLike[str] | None = None,
     extra_addons: Iterable[Any] = (),
-    faults: str | os.PathLike[str] | None = None,
-    fault_seed: int | None = None,
-    fault_client_header: str | None = None,
-    gate: int = 0,
-    gate_timeout: float = 5.0,
 ) -> RunningProxy:
-    """Start mitmproxy with the exportJobs addons and return once it listens.
+    """Start mitmproxy with the exportJobs addons and return once it listens on host:port.
 
-    ``faults`` is a plan file or short rules (docs/faults.md); ``gate`` holds identical
-    creates until that many arrived (0: off). The order matches addons/exportjobs.py.
+    ``settings`` maps option names to values (``{"exportjobs_mode": "replay",
+    "exportjobs_cassette": "c.yaml", "exportjobs_gate": 2}``); path values may be
+    ``PathLike``. Options not named keep their declared defaults.
     """
     opts = options.Options(listen_host=host, listen_port=port)
     master = Master(opts)
     master.addons.add(*default_addons())
-    fault_addon, gate_addon, addon = Faults(), RaceGate(), ExportJobs()
+    fault_addon, gate_addon, addon = proxy_addons()
     master.addons.add(fault_addon, gate_addon, addon, *extra_addons)
-    settings: dict[str, Any] = {
-        "exportjobs_mode": mode,
-        "exportjobs_cassette": os.fspath(cassette) if cassette is not None else None,
-        "exportjobs_upstream": upstream,
-        "exportjobs_miss_policy": miss_policy,
-        "exportjobs_hosts": list(hosts),
-        "exportjobs_redact_headers": list(redact_headers),
-        "exportjobs_redact_query": list(redact_query),
-        "exportjobs_redact_json": list(redact_json),
-        "exportjobs_faults": os.fspath(faults) if faults is not None else None,
-        "exportjobs_fault_seed": fault_seed,
-        "exportjobs_fault_client_header": fault_client_header,
-        "exportjobs_gate": gate,
-        "exportjobs_gate_timeout": gate_timeout,
-    }
-    if confdir is not None:
-        settings["confdir"] = os.fspath(confdir)
+    values = {name: os.fspath(value) if isinstance(value, os.PathLike) else value
+              for name, value in settings.items()}
     try:
-        opts.update(**settings)
-    except exceptions.OptionsError as exc:
+        opts.update(**values)
+    except OptionError as exc:
         await _discard(master)
-        raise ProxyError(str(exc)) from None
+        raise ProxyError(str(exc), option=exc.option, problem=exc.problem) from None
+    except (exceptions.OptionsError, KeyError) as exc:
+        await _discard(master)
+        raise ProxyError(str(exc).strip("'\"")) from None
     task = asyncio.create_task(master.run(), name="exportjobs proxy")
     proxyserver = master.addons.get("proxyserver")
     while not task.done() and not proxyserver.is_running:
@@ -176,4 +167,4 @@ def quiet_mitmproxy_logs() -> None:
     logging.getLogger("mitmproxy").setLevel(logging.WARNING)
 
 
-__all__ = ["ProxyError", "RunningProxy", "start_proxy", "quiet_mitmproxy_logs"]
+__all__ = ["ProxyError", "RunningProxy", "proxy_addons", "quiet_mitmproxy_logs", "start_proxy"]

@@ -20,13 +20,7 @@ from typing import Any, Optional
 
 from mitmproxy import ctx, exceptions, http
 
-from exportjobs.addons.cassette import (
-    CassetteError,
-    CassetteWriter,
-    new_header,
-    request_doc,
-    response_doc,
-)
+from exportjobs.addons.cassette import new_header, request_doc, response_doc
 from exportjobs.addons.faults import INJECTED_META, injected_note
 from exportjobs.addons.guard import ANSWER, FailClosed, answer_with, install_error_answers
 from exportjobs.addons.matching import (
@@ -37,8 +31,11 @@ from exportjobs.addons.matching import (
     ReplayIndex,
     load_index,
 )
+from exportjobs.addons.options import OptionError
+from exportjobs.addons.persister import CassetteError, CassetteWriter
 from exportjobs.addons.redaction import Redactor
 from exportjobs.addons.replay import (
+    graph_error,
     not_recorded_response,
     proxy_error_response,
     recorded_response,
@@ -48,8 +45,9 @@ from exportjobs.addons.replay import (
 from exportjobs.addons.scope import Scope
 from exportjobs.addons.summary import exchange_line, shown
 from exportjobs.addons.timeline import Timeline
+from exportjobs.addons.traffic import traffic
 from exportjobs.addons.upstream import Upstream
-from exportjobs.graph import error_json, graph_date
+from exportjobs.graph import graph_date
 
 log = logging.getLogger("exportjobs.proxy")
 
@@ -113,7 +111,6 @@ class ExportJobs(FailClosed):
         self._exchanges: dict[str, _Exchange] = {}
 
     def load(self, loader) -> None:
-        install_error_answers()
         loader.add_option("exportjobs_mode", str, "passthrough",
                           "record: write exportJobs exchanges to the cassette; replay: answer "
                           "them from it, never from the network; passthrough: forward and log.",
@@ -141,20 +138,21 @@ class ExportJobs(FailClosed):
     def configure(self, updated: set[str]) -> None:
         if not any(name.startswith("exportjobs_") for name in updated):
             return
+        install_error_answers()  # once per process; before any flow can meet an upstream error
         # Closed while the new settings are applied; open again only once all of them are.
         self.refusal = "the exportjobs settings are being applied"
         self.scope = Scope(ctx.options.exportjobs_hosts)
         try:
             self._configure(updated)
         except Exception as exc:
-            message = (str(exc) if isinstance(exc, exceptions.OptionsError)
-                       else f"exportjobs: cannot apply the settings ({type(exc).__name__}: {exc})")
-            self.refusal = message
+            refused = (exc if isinstance(exc, exceptions.OptionsError) else exceptions.OptionsError(
+                f"exportjobs: cannot apply the settings ({type(exc).__name__}: {exc})"))
+            self.refusal = str(refused)
             try:
                 asyncio.get_running_loop().call_soon(self._stop_if_refusing)
             except RuntimeError:  # no loop: nothing serves yet
                 pass
-            raise exceptions.OptionsError(message) from None
+            raise refused from None
         self.refusal = None
 
     def _stop_if_refusing(self) -> None:
@@ -171,14 +169,13 @@ class ExportJobs(FailClosed):
         mode = opts.exportjobs_mode
         cassette = opts.exportjobs_cassette
         if mode in ("record", "replay") and not cassette:
-            raise exceptions.OptionsError(
-                f"exportjobs_cassette: {mode} mode needs a cassette file; set exportjobs_cassette")
+            raise OptionError("exportjobs_cassette", f"{mode} mode needs a cassette file")
         upstream = None
         if opts.exportjobs_upstream:
             try:
                 upstream = Upstream.parse(opts.exportjobs_upstream)
             except ValueError as exc:
-                raise exceptions.OptionsError(f"exportjobs_upstream: {exc}") from None
+                raise OptionError("exportjobs_upstream", str(exc)) from None
         redactor = Redactor.configured(opts.exportjobs_redact_headers, opts.exportjobs_redact_query,
                                        opts.exportjobs_redact_json)
         # Reopen the cassette only when it or the mode changed: other options may change live
@@ -239,7 +236,8 @@ class ExportJobs(FailClosed):
         req = flow.request
         injected = flow.metadata.get(INJECTED_META)
         answered = flow.response is not None
-        if (answered and not injected) or self.scope.route(req.host, req.port, req.path) is None:
+        seen = traffic(flow, self.scope)
+        if (answered and not injected) or seen.kind is None:
             return
         if self.refusal is not None or self.stopping:
             if not answered:
@@ -279,7 +277,7 @@ class ExportJobs(FailClosed):
             return
         if self.mode == "record":
             exchange.number = self.timeline.begin()
-        if self.upstream is not None and self.scope.is_graph(req.host):
+        if self.upstream is not None and seen.graph:
             self.upstream.redirect(req)
 
     def _answer(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
@@ -324,7 +322,7 @@ class ExportJobs(FailClosed):
         res = flow.response
         started = flow.request.timestamp_start
         ended = res.timestamp_end or time.time()
-        doc = {
+        doc: dict[str, Any] = {
             "interaction": exchange.number,
             "started": round(started - self.started_at, 6),
             "duration": round(ended - started, 6),
@@ -343,11 +341,10 @@ class ExportJobs(FailClosed):
         except OSError as exc:
             log.error("cassette %s: cannot write interaction %d (%s); the client gets a 502",
                       self.cassette_name, exchange.number, exc.strerror)
-            flow.response = http.Response.make(
-                502, error_json("cassetteWriteFailed",
-                                f"The proxy could not record this response to cassette "
-                                f"'{self.cassette_name}': {exc.strerror}."),
-                {"Content-Type": "application/json"})
+            flow.response = graph_error(
+                flow.request, 502, "cassetteWriteFailed",
+                f"The proxy could not record this response to cassette '{self.cassette_name}': "
+                f"{exc.strerror}.", "exportJobsCassetteWriteFailed")
             return None
         return doc["response"].get("json")
 
@@ -356,7 +353,7 @@ class ExportJobs(FailClosed):
         nothing is recorded, and an in-scope client gets a Graph error, not mitmproxy's page."""
         exchange = self._exchanges.pop(flow.id, None)
         req = flow.request
-        if exchange is None and not self.scope.covers(req.host, req.port):
+        if exchange is None and not traffic(flow, self.scope).covered:
             return
         message = flow.error.msg if flow.error else "no response"
         timeout = "timed out" in message.lower() or "timeout" in message.lower()

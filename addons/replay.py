@@ -2,8 +2,8 @@
 
 Volatile headers are refreshed (``request-id`` new, ``client-request-id`` echoed, ``Date``
 now) and hop-by-hop ones (``Connection`` and kin) dropped; everything else is served as
-recorded. A miss never reaches the network: it gets a Graph error body (from
-``simulator.graph``, the one error builder) naming the cassette.
+recorded. A miss never reaches the network: it gets a Graph error naming the cassette,
+built like every Graph error the proxy sends (``exportjobs.graph.headers``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-from email.utils import formatdate
 from typing import Any
 
 from mitmproxy import http
@@ -21,11 +20,10 @@ from mitmproxy.utils.strutils import always_bytes
 from exportjobs.addons.cassette import body_bytes
 from exportjobs.addons.matching import Take
 from exportjobs.addons.redaction import PLACEHOLDER
-from exportjobs.graph import error_json, new_request_id
+from exportjobs.graph.headers import CLIENT_REQUEST_ID, VOLATILE, error_answer, volatile_headers
 
 MISS_STATUS = 404
-_REFRESHED = frozenset({"request-id", "client-request-id", "date", "content-length",
-                        "transfer-encoding", "content-encoding"})
+_REFRESHED = VOLATILE | {"content-length", "transfer-encoding", "content-encoding"}
 # Hop-by-hop headers describe the recorded connection, not the live one: a recorded
 # "Connection: close" replayed would make every client reconnect after every response.
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
@@ -34,25 +32,18 @@ _NOT_REPLAYED = _REFRESHED | _HOP_BY_HOP
 REPLAY_HEADER = "x-exportjobs-replay"
 
 
-# The Date header's text for the current second: consecutive replays mostly share it.
-_date: tuple[int, str] = (0, "")
-
-
-def _http_date() -> str:
-    global _date
-    second = int(time.time())
-    if _date[0] != second:
-        _date = (second, formatdate(second, usegmt=True))
-    return _date[1]
-
-
 def graph_headers(request: http.Request) -> list[tuple[str, str]]:
-    request_id = new_request_id()
-    return [
-        ("request-id", request_id),
-        ("client-request-id", request.headers.get("client-request-id") or request_id),
-        ("Date", _http_date()),
-    ]
+    """The volatile Graph headers (``exportjobs.graph.headers``) for an answer to ``request``."""
+    return volatile_headers(request.headers.get(CLIENT_REQUEST_ID))
+
+
+def graph_error(request: http.Request, status: int, code: str, message: str, inner_code: str,
+                *extra: tuple[str, str]) -> http.Response:
+    """A Graph error answering ``request``: volatile headers, error body, Content-Type,
+    then ``extra`` headers."""
+    headers, body = error_answer(code, message, inner_code, request.headers.get(CLIENT_REQUEST_ID))
+    headers.extend(extra)
+    return make_response(status, headers, body, request)
 
 
 def _encoded(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -109,12 +100,7 @@ def not_recorded_response(take: Take, request: http.Request, cassette: str) -> h
         code, inner = "notRecorded", "exportJobsCassetteExhausted"
         message = (f"Not recorded: cassette '{cassette}' holds {take.recorded} response(s) for "
                    f"{target} and all were replayed (miss policy 'error').")
-    headers = graph_headers(request)
-    body = error_json(code, message, inner_code=inner, request_id=headers[0][1],
-                      client_request_id=headers[1][1])
-    headers += [("Content-Type", "application/json"),
-                (REPLAY_HEADER, _marker(take))]
-    return make_response(MISS_STATUS, headers, body, request)
+    return graph_error(request, MISS_STATUS, code, message, inner, (REPLAY_HEADER, _marker(take)))
 
 
 def response_json(response: http.Response | None) -> Any:
@@ -130,15 +116,10 @@ def response_json(response: http.Response | None) -> Any:
 def replay_failed_response(request: http.Request, cassette: str, exc: BaseException) -> http.Response:
     """The Graph error when a matching recording cannot be sent; replay never falls back to
     the network."""
-    headers = graph_headers(request)
-    body = error_json("notRecorded",
-                      f"Cassette '{cassette}' has a recording for {request.method} "
-                      f"{request.path.partition('?')[0]} that cannot be replayed ({exc}); "
-                      "re-record it.",
-                      inner_code="exportJobsCassetteUnusable", request_id=headers[0][1],
-                      client_request_id=headers[1][1])
-    headers += [("Content-Type", "application/json")]
-    return make_response(502, headers, body, request)
+    return graph_error(request, 502, "notRecorded",
+                       f"Cassette '{cassette}' has a recording for {request.method} "
+                       f"{request.path.partition('?')[0]} that cannot be replayed ({exc}); "
+                       "re-record it.", "exportJobsCassetteUnusable")
 
 
 PROXY_ERROR_HEADER = "x-exportjobs-proxy-error"
@@ -148,8 +129,5 @@ def proxy_error_response(request: http.Request, status: int, code: str, message:
     """A Graph error the proxy itself answers with when it cannot, or must not, let a flow
     go on (an addon failed, the upstream is down, the proxy is stopping): the same shape,
     headers and ids as every other answer, marked so the proxy knows its own."""
-    headers = graph_headers(request)
-    body = error_json(code, message, inner_code=f"exportJobsProxy{status}",
-                      request_id=headers[0][1], client_request_id=headers[1][1])
-    headers += [("Content-Type", "application/json"), (PROXY_ERROR_HEADER, code)]
-    return make_response(status, headers, body, request)
+    return graph_error(request, status, code, message, f"exportJobsProxy{status}",
+                       (PROXY_ERROR_HEADER, code))

@@ -40,6 +40,10 @@ class Scope:
         host = host.lower().rstrip(".")
         return host in self.hosts or (host, port) in self.host_ports
 
+    def current(self) -> Scope:
+        """This scope (``addons.traffic`` takes a scope or an ``OptionScope`` alike)."""
+        return self
+
     def route(self, host: str, port: int, path: str) -> ExportJobsRoute | None:
         """The exportJobs route of a request, or None when it is not exportJobs traffic."""
         if not self.covers(host, port):

@@ -64,14 +64,19 @@ def mitm_confdir(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 async def proxies(mitm_confdir):
-    """``await proxies(mode, cassette, upstream, **kw)`` starts an in-process proxy; all close after."""
+    """``await proxies(mode, cassette, upstream, **kw)`` starts an in-process proxy; all close after.
+
+    ``kw`` names options without their ``exportjobs_`` prefix (``gate=2``, ``miss_policy=...``),
+    or ``confdir``, ``port`` and ``extra_addons``."""
     from exportjobs.addons.proxy import start_proxy
 
     started = []
 
-    async def start(mode, cassette, upstream=None, **kwargs):
-        kwargs.setdefault("confdir", mitm_confdir)
-        running = await start_proxy(mode, cassette, upstream, **kwargs)
+    async def start(mode, cassette, upstream=None, *, port=0, extra_addons=(), **kwargs):
+        settings = {"confdir": kwargs.pop("confdir", mitm_confdir), "exportjobs_mode": mode,
+                    "exportjobs_cassette": cassette, "exportjobs_upstream": upstream}
+        settings.update({f"exportjobs_{name}": value for name, value in kwargs.items()})
+        running = await start_proxy(settings, port=port, extra_addons=extra_addons)
         started.append(running)
         return running
 

@@ -9,7 +9,6 @@ import yaml
 
 from exportjobs.addons.cassette import (
     CassetteError,
-    CassetteWriter,
     body_bytes,
     body_fields,
     load_cassette,
@@ -17,6 +16,7 @@ from exportjobs.addons.cassette import (
     request_doc,
     response_doc,
 )
+from exportjobs.addons.persister import CassetteWriter
 from exportjobs.addons.redaction import Redactor
 
 CSV = "id,name\r\n1,\"comma, quoted\"\r\n2,ünïcödé\n---\n...\n  indented\n"
@@ -124,7 +124,7 @@ def test_every_value_reads_back_as_written(tmp_path):
     """Values are written as JSON-syntax YAML: check the cases where YAML and JSON disagree."""
     import math
 
-    from exportjobs.addons.cassette import dump_document
+    from exportjobs.addons.serializer import dump_document
 
     tricky = ["yes", "no", "null", "~", "1.0", "0x1F", "---", "...", "a: b # c", "\x7f\x85\u2028\ufeff",
               "tab\there", "😀 é", "", " lead", "trail ", "\\", '"']
@@ -140,7 +140,7 @@ def test_every_value_reads_back_as_written(tmp_path):
 
 
 async def test_the_fast_reader_agrees_with_yaml_and_hand_edited_files_still_load(tmp_path):
-    from exportjobs.addons.cassette import _load_own_format, _load_yaml, dump_document
+    from exportjobs.addons.serializer import dump_document, load_own_format, load_yaml
 
     path = tmp_path / "c.yaml"
     await _write(path, 5)
@@ -149,14 +149,14 @@ async def test_the_fast_reader_agrees_with_yaml_and_hand_edited_files_still_load
             "method": "GET", "url": "u", "headers": [], "json": {"f": [1.5e20, 1.5e-7, 0.5, -0.0], "s": "\x85\u2028\x7f", "k: v": None}},
             "response": {"status": 204, "headers": [["A", "b: c"]]}}))
     data = path.read_bytes()
-    fast = _load_own_format(data)
-    assert fast is not None and fast == [doc for _, doc in _load_yaml(path, data)[0]]
+    fast = load_own_format(data)
+    assert fast is not None and fast == [doc for _, doc in load_yaml(data)[0]]
     # a value only PyYAML can write (NaN) sends the whole file to the YAML reader
     with path.open("ab") as f:
         f.write(dump_document({"interaction": 7, "request": {"method": "GET", "url": "u",
                                                              "json": [float("nan"), 1e20]},
                                "response": {"status": 200}}))
-    assert _load_own_format(path.read_bytes()) is None
+    assert load_own_format(path.read_bytes()) is None
     nan, big = load_cassette(path).interactions[-1]["request"]["json"]
     assert nan != nan and big == 1e20
 
@@ -164,7 +164,7 @@ async def test_the_fast_reader_agrees_with_yaml_and_hand_edited_files_still_load
     hand.write_text("--- {format: exportjobs-cassette, version: 1}\n...\n---\n# edited\n"
                     "request:\n  method: GET\n  url: http://x/beta/employeeExperience/goals/exportJobs\n"
                     "response:\n  status: 200\n  text: |\n    line one\n    line two\n...\n")
-    assert _load_own_format(hand.read_bytes()) is None
+    assert load_own_format(hand.read_bytes()) is None
     loaded = load_cassette(hand)
     assert loaded.interactions[0]["response"]["text"] == "line one\nline two\n"
 

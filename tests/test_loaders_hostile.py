@@ -13,7 +13,8 @@ import tracemalloc
 
 import pytest
 
-from exportjobs.addons.cassette import CassetteError, _load_own_format, dump_document, load_cassette, new_header
+from exportjobs.addons.cassette import CassetteError, load_cassette, new_header
+from exportjobs.addons.serializer import dump_document, load_own_format
 from exportjobs.addons.faultplan import FaultPlanError, load_file
 from exportjobs.addons.matching import ReplayIndex, load_index
 from exportjobs.yamldoc import YamlError, read_yaml
@@ -29,7 +30,7 @@ OWN = (dump_document(new_header("Tue, 01 Dec 2026 12:00:00 GMT", "test")).decode
 
 
 def test_the_fast_reader_takes_the_own_format_cases_below():
-    assert _load_own_format((OWN % '{"n": [[1]]}').encode()) is not None
+    assert load_own_format((OWN % '{"n": [[1]]}').encode()) is not None
 
 
 def _hand(body: str, url: str = URL) -> str:
@@ -177,7 +178,7 @@ def test_crlf_line_endings_read_the_same_through_the_fast_reader(tmp_path):
     data = _recorded(5)
     lf.write_bytes(data)
     crlf.write_bytes(data.replace(b"\n", b"\r\n"))
-    assert _load_own_format(crlf.read_bytes()) == _load_own_format(data) is not None
+    assert load_own_format(crlf.read_bytes()) == load_own_format(data) is not None
     assert load_cassette(crlf).interactions == load_cassette(lf).interactions
     assert load_cassette(crlf).torn is None
     # and a CRLF file with a torn last document: dropped and reported, as with LF

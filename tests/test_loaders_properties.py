@@ -17,7 +17,8 @@ import tracemalloc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exportjobs.addons.cassette import CassetteError, dump_document, new_header
+from exportjobs.addons.cassette import CassetteError, new_header
+from exportjobs.addons.serializer import dump_document
 from exportjobs.addons.matching import ReplayIndex, load_index
 from exportjobs.yamldoc import YamlDocument, YamlError, read_yaml
 

@@ -10,7 +10,8 @@ from exportjobs.addons.cassette import load_cassette
 
 _FULL_DISK = r'''
 import asyncio, resource, signal, sys
-from exportjobs.addons.cassette import CassetteWriter, new_header
+from exportjobs.addons.cassette import new_header
+from exportjobs.addons.persister import CassetteWriter
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
 

@@ -17,7 +17,8 @@ import pytest
 
 import exportjobs.addons.recordreplay as recordreplay
 import exportjobs.addons.gate
-from exportjobs.addons.cassette import CassetteWriter, load_cassette, new_header
+from exportjobs.addons.cassette import load_cassette, new_header
+from exportjobs.addons.persister import CassetteWriter
 from exportjobs.addons.guard import FailClosed
 from exportjobs.addons.proxy import ProxyError
 from tests.test_addon_support import COLLECTION, Tripwire, auth_headers

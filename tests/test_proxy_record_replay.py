@@ -263,7 +263,7 @@ async def test_a_response_that_cannot_be_recorded_is_not_passed_on_as_a_success(
                                                                                  monkeypatch, caplog):
     import errno
 
-    from exportjobs.addons.cassette import CassetteWriter
+    from exportjobs.addons.persister import CassetteWriter
 
     def disk_full(self, blob):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -13,7 +13,7 @@ from tests.test_simulator_run import RACE, broken, scenario
 
 @pytest.mark.parametrize("release", ["none", "barrier", "last-byte"])
 async def test_bursts_work_through_an_http_proxy_to_an_http_target(emulator, release, tmp_path):
-    proxy = await start_proxy("passthrough", None, confdir=tmp_path)
+    proxy = await start_proxy({"exportjobs_mode": "passthrough", "confdir": tmp_path})
     try:
         result = await run(RACE.replace("RELEASE", release), emulator.url, proxy.url)
     finally:

@@ -11,6 +11,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from exportjobs import __version__
 from exportjobs import scenarios as shipped
@@ -297,41 +298,101 @@ def _demo(args: argparse.Namespace) -> int:
         return 2
 
 
+# How ``exportjobs proxy`` spells the options the addons declare, listed as mitmproxy's own
+# cmdline.py lists its options: the flag (by default the name without ``exportjobs_``, with
+# dashes) and a metavar. Type, default, choices, help and every check of a value come from
+# the declaration in the addon's ``load()`` and its ``configure()``; ``--port`` (127.0.0.1
+# only, 8080 unless given) is the command's own.
+_PROXY_MAIN = "main"
+_PROXY_GROUPS = {"faults": "faults and the race gate (docs/faults.md)"}
+_PROXY_FLAGS: tuple[tuple[str, str | None, str | None, str], ...] = (
+    # (option, flag, metavar, group)
+    ("exportjobs_mode", None, None, _PROXY_MAIN),
+    ("exportjobs_cassette", None, "FILE", _PROXY_MAIN),
+    ("listen_port", "--port", "PORT", _PROXY_MAIN),
+    ("exportjobs_upstream", None, "URL", _PROXY_MAIN),
+    ("exportjobs_miss_policy", None, None, _PROXY_MAIN),
+    ("exportjobs_hosts", "--host", "HOST[:PORT]", _PROXY_MAIN),
+    ("exportjobs_redact_headers", "--redact-header", "NAME", _PROXY_MAIN),
+    ("exportjobs_redact_query", None, "NAME", _PROXY_MAIN),
+    ("exportjobs_redact_json", None, "FIELD", _PROXY_MAIN),
+    ("confdir", None, "DIR", _PROXY_MAIN),
+    ("exportjobs_faults", None, "PLAN", "faults"),
+    ("exportjobs_fault_seed", None, "N", "faults"),
+    ("exportjobs_fault_client_header", None, "NAME", "faults"),
+    ("exportjobs_gate", None, "N", "faults"),
+    ("exportjobs_gate_timeout", None, "S", "faults"),
+)
+_REQUIRED = frozenset({"exportjobs_mode"})  # the command makes the mode explicit
+_PROXY_PORT = 8080
+
+
 def _add_proxy(sub: argparse._SubParsersAction) -> None:
+    from exportjobs.addons.options import declared
+    from exportjobs.addons.proxy import proxy_addons
+
     p = sub.add_parser("proxy", help="record, replay or pass through exportJobs traffic (mitmproxy)")
-    p.add_argument("--mode", required=True, choices=("record", "replay", "passthrough"),
-                   help="record to the cassette, replay from it (never the network), or pass through")
-    p.add_argument("--cassette", metavar="FILE", help="cassette file (needed to record or replay)")
-    p.add_argument("--port", type=_port, default=8080, help="port on 127.0.0.1 (default 8080)")
-    p.add_argument("--upstream", metavar="URL",
-                   help="send graph.microsoft.com exportJobs traffic here, e.g. http://127.0.0.1:8000")
-    p.add_argument("--miss-policy", choices=("repeat-last", "error"), default="repeat-last",
-                   help="replay: once a request's recordings are used up (default repeat-last)")
-    p.add_argument("--host", dest="hosts", action="append", default=[], metavar="HOST[:PORT]",
-                   help="another host whose exportJobs paths are in scope (repeatable)")
-    p.add_argument("--redact-header", action="append", default=[], metavar="NAME")
-    p.add_argument("--redact-query", action="append", default=[], metavar="NAME")
-    p.add_argument("--redact-json", action="append", default=[], metavar="FIELD")
-    p.add_argument("--confdir", metavar="DIR", help="mitmproxy folder with its CA (default ~/.mitmproxy)")
-    faults = p.add_argument_group("faults and the race gate (docs/faults.md)")
-    faults.add_argument("--faults", metavar="PLAN",
-                        help="a fault plan: a YAML file, or rules such as "
-                        "'create:429(2s)@0.3, get:503#2, *:latency(200ms)@0.5'")
-    faults.add_argument("--fault-seed", type=int, metavar="N",
-                        help="seed for the plan's rates (same seed, same requests: same faults)")
-    faults.add_argument("--fault-client-header", metavar="NAME",
-                        help="enforce Retry-After per value of this header (default: per client IP)")
-    faults.add_argument("--gate", type=_gate_count, default=0, metavar="N",
-                        help="hold identical creates until N arrived, then release them together")
-    faults.add_argument("--gate-timeout", type=_positive, default=5.0, metavar="S",
-                        help="release a gate that has not filled after S seconds (default 5)")
-    p.set_defaults(func=_proxy)
+    groups: dict[str, argparse._ActionsContainer] = {_PROXY_MAIN: p}
+    groups.update({key: p.add_argument_group(title) for key, title in _PROXY_GROUPS.items()})
+    declarations = dict(declared(proxy_addons()).items())
+    flags: dict[str, str] = {}
+    for option, flag, metavar, group in _PROXY_FLAGS:
+        flag = flag or "--" + option.removeprefix("exportjobs_").replace("_", "-")
+        flags[option] = flag
+        if option == "listen_port":
+            p.add_argument(flag, dest=option, type=_port, default=_PROXY_PORT, metavar=metavar,
+                           help=f"port on 127.0.0.1 (default {_PROXY_PORT})")
+        else:
+            _option_flag(groups[group], declarations[option], flag, metavar, option in _REQUIRED)
+    p.set_defaults(func=_proxy, proxy_flags=flags)
 
 
-def _gate_count(text: str) -> int:
-    if not text.isdigit() or int(text) == 1:
-        raise argparse.ArgumentTypeError(f"expected 2 or more requests to race (0: off), got {text!r}")
-    return int(text)
+def _option_flag(parser: argparse._ActionsContainer, declared: Any, flag: str,
+                 metavar: str | None, required: bool) -> None:
+    """The flag of one declared option, derived as mitmproxy's ``OptManager.make_parser``
+    derives its own: the value's type from the option's, a repeatable flag for a list, its
+    choices, and its help (with the default, which the command line shows)."""
+    typespec, default = declared.typespec, declared.default
+    text = declared.help.replace("%", "%%")
+    if default not in (None, "", []) and not required:
+        text += f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
+    kwargs: dict[str, Any] = {"dest": declared.name, "metavar": metavar, "help": text,
+                              "choices": declared.choices, "default": default}
+    if required:
+        kwargs["required"] = True
+    for value_type in (str, int, float):
+        if typespec in (value_type, value_type | None):
+            kwargs["type"] = value_type
+            break
+    else:
+        if typespec != Sequence[str]:  # pragma: no cover - a type with no flag spelling yet
+            raise TypeError(f"{declared.name}: options of type {typespec} have no flag")
+        kwargs.update(type=str, action="append", default=list(default), help=text + " Repeatable.")
+    parser.add_argument(flag, **kwargs)
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    return asyncio.run(_proxy_until_stopped(args))
+
+
+async def _proxy_until_stopped(args: argparse.Namespace) -> int:
+    from exportjobs.addons.proxy import ProxyError, quiet_mitmproxy_logs, start_proxy
+
+    flags: dict[str, str] = args.proxy_flags
+    settings = {option: getattr(args, option) for option in flags if option != "listen_port"}
+    quiet_mitmproxy_logs()
+    try:
+        proxy = await start_proxy(settings, port=args.listen_port)
+    except ProxyError as exc:
+        flag = flags.get(exc.option or "")
+        message = f"{flag}: {exc.problem}" if flag else str(exc)
+        print(f"exportjobs proxy: {message}", file=sys.stderr)
+        return exc.exit_code
+    print(f"exportjobs proxy ({args.exportjobs_mode}) on {proxy.url}; HTTPS clients must trust "
+          f"{proxy.ca_cert}; Ctrl-C stops it", flush=True)
+    await _until_signalled()
+    await proxy.close()
+    return 0
 
 
 def _positive(text: str) -> float:
@@ -339,44 +400,6 @@ def _positive(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError("must be more than 0")
     return value
-
-
-_PROXY_FLAGS = {"exportjobs_cassette": "--cassette", "exportjobs_upstream": "--upstream",
-                "exportjobs_miss_policy": "--miss-policy", "exportjobs_hosts": "--host",
-                "exportjobs_faults": "--faults", "exportjobs_gate_timeout": "--gate-timeout",
-                "exportjobs_gate": "--gate"}
-
-
-def _proxy(args: argparse.Namespace) -> int:
-    if args.mode in ("record", "replay") and not args.cassette:
-        print(f"exportjobs proxy: --cassette FILE is needed in {args.mode} mode", file=sys.stderr)
-        return 2
-    return asyncio.run(_proxy_until_stopped(args))
-
-
-async def _proxy_until_stopped(args: argparse.Namespace) -> int:
-    from exportjobs.addons.proxy import ProxyError, quiet_mitmproxy_logs, start_proxy
-
-    quiet_mitmproxy_logs()
-    try:
-        proxy = await start_proxy(
-            args.mode, args.cassette, args.upstream, port=args.port, miss_policy=args.miss_policy,
-            hosts=args.hosts, redact_headers=args.redact_header, redact_query=args.redact_query,
-            redact_json=args.redact_json, confdir=args.confdir, faults=args.faults,
-            fault_seed=args.fault_seed, fault_client_header=args.fault_client_header,
-            gate=args.gate, gate_timeout=args.gate_timeout)
-    except ProxyError as exc:
-        message = str(exc)
-        for option, flag in _PROXY_FLAGS.items():
-            if message.startswith(option + ":"):
-                message = flag + message[len(option):]
-        print(f"exportjobs proxy: {message}", file=sys.stderr)
-        return exc.exit_code
-    print(f"exportjobs proxy ({args.mode}) on {proxy.url}; HTTPS clients must trust "
-          f"{proxy.ca_cert}; Ctrl-C stops it", flush=True)
-    await _until_signalled()
-    await proxy.close()
-    return 0
 
 
 def _versions() -> str:

@@ -76,7 +76,8 @@ async def run_demo(cassette: Path | None = None, out: TextIO = sys.stdout) -> in
         print(f"1. Recording: {scenario.name} over HTTPS to {GRAPH}, through the proxy, "
               "answered by the embedded emulator", file=out, flush=True)
         with EmbeddedEmulator(EmulatorConfig(start_after=0.5, run_for=1.5)) as emulator:
-            proxy = await start_proxy("record", cassette, upstream=emulator.url, confdir=confdir)
+            proxy = await start_proxy({"exportjobs_mode": "record", "exportjobs_cassette": cassette,
+                                       "exportjobs_upstream": emulator.url, "confdir": confdir})
             tls = ssl.create_default_context(cafile=str(proxy.ca_cert))
             try:
                 recorded = await run_scenario(scenario, target=GRAPH, proxy=proxy.url, ssl_context=tls)
@@ -84,7 +85,8 @@ async def run_demo(cassette: Path | None = None, out: TextIO = sys.stdout) -> in
                 await proxy.close()
         print(f"2. Emulator stopped. Replaying the cassette with no upstream at all: {cassette}",
               file=out, flush=True)
-        proxy = await start_proxy("replay", cassette, confdir=confdir)
+        proxy = await start_proxy({"exportjobs_mode": "replay", "exportjobs_cassette": cassette,
+                                   "confdir": confdir})
         try:
             replayed = await run_scenario(scenario, target=GRAPH, proxy=proxy.url, ssl_context=tls,
                                           overrides=_declared(scenario, recorded))

@@ -20,12 +20,12 @@ import re
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: find bench.*
 
-from bench.common import ROOT, BenchError, Options, ensure_wrk  # noqa: E402
+from bench.common import ROOT, BenchError, Options, ensure_wrk
 
 SECTIONS = ("emulator", "proxy", "gate", "simulator")
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     info = machine()
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"bench: {info['cpus']} cores, Python {info['python']}, aiohttp {info['aiohttp']}, "
           f"wrk {info['wrk']}; {opts}", flush=True)
     results: dict[str, object] = {"date": stamp, "machine": info, "options": opts.__dict__}
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             update_docs(name, section.TITLE, result.markdown, stamp, info)
             print(f"  wrote {DOCS.relative_to(ROOT)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults: {out.relative_to(ROOT)}")
     return 1 if failed else 0

@@ -121,11 +121,16 @@ def server_cpus(opts: Options) -> list[int] | None:
     return cpus[1:] if opts.pin and len(cpus) >= 2 else None
 
 
-def run_wrk(wrk: str, url: str, mode: str, opts: Options, duration_s: int | None = None) -> WrkResult:
-    """One wrk run (1 thread, ``opts.connections``) of creates.lua in ``mode``."""
+def run_wrk(wrk: str, url: str, mode: str, opts: Options, duration_s: int | None = None,
+            origin: str | None = None) -> WrkResult:
+    """One wrk run (1 thread, ``opts.connections``) of creates.lua in ``mode``.
+
+    With ``origin`` (``http://host:port``), wrk still connects to ``url`` but sends each
+    request in absolute form for ``origin``: ``url`` is then a proxy in regular mode.
+    """
     duration = duration_s or opts.duration_s
     cmd = [wrk, "-t1", f"-c{opts.connections}", f"-d{duration}s", "--timeout", "5s",
-           "-s", str(CREATES_LUA), url + CREATE_PATH, "--", mode]
+           "-s", str(CREATES_LUA), url + CREATE_PATH, "--", mode, *([origin] if origin else [])]
     cpus = load_cpu(opts)
     done = subprocess.run(
         cmd, capture_output=True, text=True, timeout=duration + 60,

@@ -3,6 +3,9 @@
 -- path); "same" sends one fixed pair (after the first 201, the 409 path).
 -- GET modes: "list" GETs the URL as given; "ids:N" GETs URL/job-<k> with k drawn at random
 -- from 1..N on every request (job ids written by bench/proxy.py's generated cassettes).
+-- A second argument, an origin such as "http://127.0.0.1:8080", sends every request in
+-- absolute form ("GET http://127.0.0.1:8080/beta/... HTTP/1.1", Host: that origin) to the
+-- URL wrk was given, as a client configured with HTTP_PROXY does: regular proxy mode.
 -- done() prints one BENCH_RESULT JSON line that bench/common.py parses.
 
 local org = "9ab0fcab-c1d4-4b26-963b-a3c33155f853"
@@ -22,6 +25,14 @@ function init(args)
   prefix = string.format("%08x-%04x-4%03x", math.random(0, 0x7fffffff),
                          math.random(0, 0xffff), math.random(0, 0xfff))
   wrk.headers["Authorization"] = "Bearer bench-opaque-token"
+  local origin = args[2]
+  if origin and origin ~= "" then
+    wrk.headers["Host"] = string.match(origin, "^https?://([^/]+)$")
+    if not wrk.headers["Host"] then
+      error("creates.lua: the origin must look like http://host:port, got " .. origin)
+    end
+    wrk.path = origin .. wrk.path
+  end
   ids = tonumber(string.match(mode, "^ids:(%d+)$") or "")
   if mode == "list" or ids then
     wrk.method = "GET"

@@ -20,12 +20,12 @@ import re
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: find bench.*
 
-from bench.common import ROOT, BenchError, Options, ensure_wrk  # noqa: E402
+from bench.common import ROOT, BenchError, Options, ensure_wrk
 
 SECTIONS = ("emulator", "proxy", "gate", "simulator")
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -44,6 +44,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="do not pin wrk and the servers to separate CPUs")
     p.add_argument("--update-docs", action="store_true",
                    help="write the figures into docs/benchmarks.md")
+    p.add_argument("--note", default="", metavar="TEXT",
+                   help="a sentence written after the date with --update-docs, e.g. what else "
+                        "the machine was running")
     args = p.parse_args(argv)
     if not 1 <= args.duration <= 120 or not 1 <= args.rounds <= 10:
         p.error("--duration must be 1..120 and --rounds 1..10")
@@ -72,13 +75,15 @@ def machine() -> dict[str, object]:
     }
 
 
-def update_docs(name: str, title: str, block: str, stamp: str, info: dict[str, object]) -> None:
+def update_docs(name: str, title: str, block: str, stamp: str, info: dict[str, object],
+                note: str = "") -> None:
     """Replace the section's block between its markers in docs/benchmarks.md."""
     start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
     body = (
         f"{start}\n### {title}\n\nMeasured {stamp} on {info['cpus']} cores ({info['cpu_model']}), "
-        f"Python {info['python']}, aiohttp {info['aiohttp']}, wrk {info['wrk']}.\n\n{block}\n{end}"
+        f"Python {info['python']}, aiohttp {info['aiohttp']}, wrk {info['wrk']}."
+        f"{' ' + note.strip() if note.strip() else ''}\n\n{block}\n{end}"
     )
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: body, text) if pattern.search(text) else text.rstrip() + f"\n\n{body}\n"
@@ -95,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     info = machine()
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"bench: {info['cpus']} cores, Python {info['python']}, aiohttp {info['aiohttp']}, "
           f"wrk {info['wrk']}; {opts}", flush=True)
-    results: dict[str, object] = {"date": stamp, "machine": info, "options": opts.__dict__}
+    results: dict[str, object] = {"date": stamp, "machine": info, "options": opts.__dict__,
+                                  "note": args.note}
     failed = False
     for name in args.only or SECTIONS:
         section = importlib.import_module(f"bench.{name}")
@@ -115,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ({time.monotonic() - started:.0f} s)", flush=True)
         results[name] = result.data
         if args.update_docs:
-            update_docs(name, section.TITLE, result.markdown, stamp, info)
+            update_docs(name, section.TITLE, result.markdown, stamp, info, args.note)
             print(f"  wrote {DOCS.relative_to(ROOT)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}.json"
+    out = RESULTS / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults: {out.relative_to(ROOT)}")
     return 1 if failed else 0

@@ -53,7 +53,10 @@ async def test_the_count_path_releases_together_and_reports(emulator, proxies, c
     (report,) = await reports(proxy.gate)
     assert (report.held, report.reason, report.statuses) == (5, "count", {"201": 1, "409": 4})
     assert report.organization == pair["goalsOrganizationId"]
-    assert report.held_ms >= 790 and report.arrival_spread_ms >= 790
+    # Sent 800 ms apart; on a loaded machine the first may reach the proxy a little late,
+    # so the bound is three intervals: the first was still held until the fifth arrived.
+    assert report.held_ms >= 600 and report.arrival_spread_ms >= 600
+    assert abs(report.held_ms - report.arrival_spread_ms) < 100
     assert report.release_spread_ms < report.arrival_spread_ms / 5
     assert report.upstream_arrival_spread_ms is not None
     assert report.upstream_arrival_spread_ms < report.arrival_spread_ms / 5

@@ -28,7 +28,6 @@ from exportjobs.simulator.emulator.auth import fake_token
 from exportjobs.simulator.progress import Progress
 from exportjobs.simulator.runner import run_scenario
 from exportjobs.simulator.scenario import ScenarioError, parse_scenario
-from exportjobs.simulator.values import retry_after_seconds
 
 EXPORTJOBS = [sys.executable, "-m", "exportjobs"]
 JOBS = "/beta/employeeExperience/goals/exportJobs"
@@ -98,7 +97,7 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "exportjobs test CA")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
@@ -278,6 +277,8 @@ def test_generated_variables_that_do_not_fit_are_refused(spec, says):
 
 
 def test_retry_after_in_both_forms():
+    from exportjobs.simulator.values import retry_after_seconds
+
     assert retry_after_seconds("120") == 120
     assert retry_after_seconds("Wed, 21 Oct 2015 07:30:00 GMT", date="Wed, 21 Oct 2015 07:28:00 GMT") == 120
     now = time.time()

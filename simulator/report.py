@@ -147,11 +147,11 @@ def print_summary(run: RunResult, out: TextIO, *, label: str | None = None) -> N
             print(f"            {_summary_line(result)}", file=out)
         if result.interrupted:
             print("            interrupted (Ctrl-C): figures so far", file=out)
-        broken = [c for c in result.checks if not c.ok]
-        for check in broken:
+        broken_checks = [c for c in result.checks if not c.ok]
+        for check in broken_checks:
             print(f"            BROKEN {check.what}: expected {check.expected}, got {check.actual}",
                   file=out)
-        if broken:
+        if broken_checks:
             for exchange in result.exchanges:
                 print(exchange.text(indent=" " * 14), file=out)
     passed = sum(1 for s in run.steps if s.ok)

@@ -19,7 +19,9 @@ from exportjobs.simulator.transport import Client, PreparedRequest
 _MAX_IN_FLIGHT = 10_000
 _UNLIMITED = 1 << 62  # a phase without max_requests
 
-Mix = list[tuple[float, PreparedRequest, float]]  # (weight, request, timeout)
+# (weight, what builds the request, timeout): a new request each time when it uses
+# per-request values, else the same one.
+Mix = list[tuple[float, Callable[[], PreparedRequest], float]]
 
 
 async def run_load(client: Client, phase: Load, mix: Mix, stats: TrafficStats,
@@ -33,8 +35,8 @@ async def run_load(client: Client, phase: Load, mix: Mix, stats: TrafficStats,
     deadline = started + duration
 
     async def one() -> None:
-        _, request, timeout = mix[0] if len(mix) == 1 else rng.choices(mix, weights)[0]
-        outcome = await client.send(request, timeout=timeout)
+        _, make, timeout = mix[0] if len(mix) == 1 else rng.choices(mix, weights)[0]
+        outcome = await client.send(make(), timeout=timeout)
         stats.add(outcome.status, outcome.latency_s)
 
     ticker = asyncio.create_task(_tick(bar, stats, started, duration))

@@ -2,10 +2,15 @@
 
 Hand-written rather than a dependency: it is one redrawn line, and it must stay silent when
 output is not a terminal (CI logs, pipes) so reports stay clean.
+
+The line is cut to one character less than the terminal is wide (asked at each redraw, so
+a resized window is followed): a line that wrapped would leave its first part behind at
+every redraw, since a carriage return only goes back to the start of the last row.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -13,6 +18,13 @@ from contextlib import contextmanager
 from typing import TextIO
 
 _WIDTH = 24
+
+
+def fit(line: str) -> str:
+    """``line`` cut to fit on one row of the terminal, with room left for the cursor."""
+    width = max(10, shutil.get_terminal_size().columns - 1)
+    line = line.replace("\n", " ").replace("\r", " ")
+    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 class _Bar:
@@ -31,7 +43,7 @@ class _Bar:
         if fraction is not None:
             done = int(_WIDTH * fraction)
             bar = "[" + "#" * done + "." * (_WIDTH - done) + "] "
-        self.stream.write(f"\r\x1b[2K  {self.label}  {bar}{text}")
+        self.stream.write("\r\x1b[2K" + fit(f"  {self.label}  {bar}{text}"))
         self.stream.flush()
 
     def clear(self) -> None:

@@ -6,7 +6,14 @@ step's result, so the run always reaches its summary and its reports: a value th
 go where it is put is a broken check naming the step's line, and so is an internal error.
 Everything that is known before sending (the target, requests built only from variables)
 is checked before anything is sent. A step in which no request got any answer stops the
-run: the target is not answering, and every later step would only wait out its timeouts.
+run: the target is not answering, and every later step would only wait out its timeouts;
+so does a server certificate that is not trusted, which every later request would meet too.
+When ``stop`` is set (Ctrl-C), the running step is cancelled, keeps what it measured so far
+and is marked interrupted, and the steps after it are not run: the run still ends with its
+result, so the summary and every report are written.
+
+Every request and its outcome is recorded as an ``Exchange`` (secrets removed): each step
+keeps those its checks judged, and ``on_exchange`` sees every one as it happens (``-v``).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import json
 import os
 import ssl
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -26,6 +33,7 @@ from exportjobs.simulator.emulator.app import EmulatorConfig
 from exportjobs.simulator.emulator.auth import fake_token
 from exportjobs.simulator.emulator.client import EmulatorClient, EmulatorError, find_emulator
 from exportjobs.simulator.emulator.embedded import EmbeddedEmulator
+from exportjobs.simulator.exchange import Exchange
 from exportjobs.simulator.expectations import (
     Check,
     check_burst,
@@ -51,10 +59,25 @@ from exportjobs.simulator.transport import (
     prepare_request,
     proxy_authorization,
     send_burst,
+    untrusted,
 )
-from exportjobs.simulator.values import MISSING, get_path, interpolate, references, shown_url
+from exportjobs.simulator.values import (
+    MISSING,
+    draw,
+    get_path,
+    interpolate,
+    per_request,
+    references,
+    retry_after_seconds,
+    sample,
+    shown_url,
+)
 
 T = TypeVar("T")
+
+# A burst keeps the exchanges of this many of its responses: the first of each status.
+MAX_BURST_EXCHANGES = 5
+INTERRUPTED = "not run: the run was interrupted (Ctrl-C)"
 
 # A request step without ``retry`` sends once.
 NO_RETRY = Retry(max_retries=0)
@@ -76,10 +99,12 @@ class StepResult:
     details: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     skipped: str | None = None
+    interrupted: bool = False  # stopped part way by Ctrl-C: its figures are what ran
+    exchanges: list[Exchange] = field(default_factory=list)  # the ones its checks judged
 
     @property
     def ok(self) -> bool:
-        return self.skipped is None and all(c.ok for c in self.checks)
+        return self.skipped is None and not self.interrupted and all(c.ok for c in self.checks)
 
 
 @dataclass
@@ -92,10 +117,12 @@ class RunResult:
     duration_s: float
     emulator: bool
     stopped: str | None = None  # why the run stopped early: the target did not answer
+    untrusted: bool = False  # it stopped because the server's certificate is not trusted
+    interrupted: bool = False  # Ctrl-C stopped it
 
     @property
     def ok(self) -> bool:
-        return self.stopped is None and all(s.ok for s in self.steps)
+        return self.stopped is None and not self.interrupted and all(s.ok for s in self.steps)
 
 
 def preflight(scenario: Scenario, variables: dict[str, Any], *, target: Any, proxy: Any) -> None:
@@ -103,6 +130,7 @@ def preflight(scenario: Scenario, variables: dict[str, Any], *, target: Any, pro
     target and proxy, and every request built only from variables (not from values a
     step saves, which are checked when their step runs)."""
     problems = []
+    variables = sample(variables)  # per-request values: a sample of each, none drawn
     for what, url in (("target", target), ("proxy", proxy)):
         if url is not None:
             try:
@@ -170,8 +198,13 @@ class Runner:
         progress: Progress | None = None,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         response_timeout: float = RESPONSE_TIMEOUT_S,
+        on_exchange: Callable[[Exchange], None] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.scenario = scenario
+        self.on_exchange = on_exchange
+        self.stop = stop or asyncio.Event()
+        self._untrusted: str | None = None  # the first certificate error met
         self.connect_timeout, self.response_timeout = connect_timeout, response_timeout
         self.target = target.rstrip("/")
         self.proxy = proxy
@@ -197,26 +230,73 @@ class Runner:
         self._control = await self._find_control_api()
         started = time.perf_counter()
         client = Client(proxy=self.proxy, ssl_context=self.ssl_context, limit=1000,
-                        connect_timeout=self.connect_timeout)
+                        connect_timeout=self.connect_timeout, observer=self._observe)
         results: list[StepResult] = []
-        stopped = None
+        stopped, skip = None, ""
         try:
             for step in self.scenario.steps:
-                if stopped is not None:
-                    results.append(StepResult(step, skipped="not run: the target stopped answering"))
+                if self.stop.is_set():
+                    results.append(StepResult(step, skipped=INTERRUPTED))
                     continue
-                result = await self._run_step(client, step)
+                if stopped is not None:
+                    results.append(StepResult(step, skipped=skip))
+                    continue
+                result = await self._run_until_stopped(client, step)
                 results.append(result)
-                if result.stats.total and not result.stats.statuses:
+                if self._untrusted is not None:
+                    stopped = self._trust_message(step)
+                    skip = "not run: the server's certificate is not trusted"
+                elif result.stats.total and not result.stats.statuses and not result.interrupted:
                     stopped = (f"the target {shown_url(self.target)} did not answer step {step.index + 1} "
                                f"({step.name}, {self.scenario.source}:{step.line}): "
                                f"{result.details.get('no_answer', 'no response')}")
+                    skip = "not run: the target stopped answering"
         finally:
             await client.close()
             if self._control is not None:
                 await self._control.close()
         return RunResult(self.scenario, self.target, self.proxy, self.variables, results,
-                         time.perf_counter() - started, self._control is not None, stopped)
+                         time.perf_counter() - started, self._control is not None, stopped,
+                         untrusted=self._untrusted is not None, interrupted=self.stop.is_set())
+
+    def _trust_message(self, step: Step) -> str:
+        via = (f" (through the proxy {shown_url(self.proxy)}, which presents its own certificate)"
+               if self.proxy else "")
+        return (f"step {step.index + 1} ({step.name}, {self.scenario.source}:{step.line}): "
+                f"{self._untrusted}{via}. Pass the CA that signed it with --cacert FILE: for "
+                "mitmproxy that is ~/.mitmproxy/mitmproxy-ca-cert.pem, for exportjobs proxy the "
+                "mitmproxy-ca-cert.pem in its --confdir (default ~/.mitmproxy; it prints the path "
+                "when it starts)")
+
+    def _observe(self, request: PreparedRequest, outcome: Outcome, copy: int | None = None) -> None:
+        """Every outcome passes here: a certificate error is noted (it stops the run), and
+        ``on_exchange`` sees the exchange."""
+        if self._untrusted is None and untrusted(outcome.error):
+            self._untrusted = outcome.error
+        if self.on_exchange is not None:
+            self.on_exchange(Exchange.of(request, outcome, copy=copy))
+
+    async def _run_until_stopped(self, client: Client, step: Step) -> StepResult:
+        """The step's result; when ``stop`` is set first, what it did until then, marked."""
+        result = StepResult(step)
+        started = time.perf_counter()
+        task = asyncio.ensure_future(self._run_step(client, step, result))
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+                result.interrupted = True
+                result.duration_s = time.perf_counter() - started
+        if not result.interrupted:
+            task.result()
+        return result
 
     def _timeout(self, spec: RequestSpec) -> float:
         return float(spec.timeout if spec.timeout is not None else self.response_timeout)
@@ -226,13 +306,12 @@ class Runner:
         target on this machine."""
         return await find_emulator(self.target) if _is_loopback(self.target) else None
 
-    async def _run_step(self, client: Client, step: Step) -> StepResult:
-        result = StepResult(step)
+    async def _run_step(self, client: Client, step: Step, result: StepResult) -> None:
         missing = sorted(n for n in references(step.action) | references(step.expect) if n not in self.variables)
         if missing:
             names = " and ".join(f"${{{n}}}" for n in missing)
             result.skipped = f"needs {names}, which an earlier step did not save"
-            return result
+            return
         started = time.perf_counter()
         run = {"request": self._request, "burst": self._burst, "poll": self._poll,
                "pause": self._pause, "load": self._load}[step.kind]
@@ -248,10 +327,12 @@ class Runner:
         if result.stats.total and not result.stats.statuses:
             result.details["no_answer"] = self._last_error
         result.duration_s = time.perf_counter() - started
-        return result
 
-    def _prepare(self, spec: RequestSpec) -> PreparedRequest:
-        return prepare_request(spec, self.variables, target=self.target, token=self.token)
+    def _prepare(self, spec: RequestSpec, values: dict[str, Any] | None = None) -> PreparedRequest:
+        """``spec`` built with ``values`` (one draw of the per-request variables), by default
+        a fresh draw."""
+        return prepare_request(spec, draw(self.variables) if values is None else values,
+                               target=self.target, token=self.token)
 
     def _save(self, step: Step, result: StepResult, pick: Any) -> None:
         for name, rule in step.save.items():
@@ -276,7 +357,8 @@ class Runner:
     async def _request(self, client: Client, step: Step, result: StepResult) -> None:
         spec = step.action
         assert isinstance(spec, RequestSpec)
-        request = self._prepare(spec)
+        values = draw(self.variables)
+        request = self._prepare(spec, values)
         retry = step.retry if step.retry is not None else NO_RETRY
         statuses, retries = set(retry.statuses), retry.max_retries
         cap, interval = retry.max_retry_after, retry.interval
@@ -293,9 +375,10 @@ class Runner:
             await asyncio.sleep(wait)
             waited += wait
         result.details["request"] = request.description
+        result.exchanges.append(Exchange.of(request, outcome))
         if step.retry is not None:
             result.details.update(tries=len(sends), waited_s=round(waited, 2), sends=sends)
-        result.checks += check_response(step.expect, outcome, self.variables)
+        result.checks += check_response(step.expect, outcome, values)
         if step.expect.honours_retry_after:
             result.checks.append(check_retry_after(sends))
         self._save(step, result, lambda _: outcome)
@@ -316,20 +399,31 @@ class Runner:
     async def _burst(self, client: Client, step: Step, result: StepResult) -> None:
         spec = step.action
         assert isinstance(spec, Burst)
-        request = self._prepare(spec.request)
+        values = draw(self.variables)
+        request = self._prepare(spec.request, values)
+        requests: PreparedRequest | list[PreparedRequest] = request
+        if per_request(spec.request, self.variables):  # each copy with its own draw
+            requests = [request, *(self._prepare(spec.request) for _ in range(spec.count - 1))]
         release: str = spec.release
         if self._control:
             await self._control_call(self._control.clear_arrivals())
         timeout = self._timeout(spec.request)
         if spec.spacing is not None:
-            burst = await _spaced(client, request, spec.count, float(spec.spacing), timeout)
+            burst = await _spaced(client, requests, spec.count, float(spec.spacing), timeout)
             release = f"none, {float(spec.spacing) * 1000:g} ms apart"
         else:
-            burst = await send_burst(request, spec.count, spec.release, proxy=self.proxy,
+            burst = await send_burst(requests, spec.count, spec.release, proxy=self.proxy,
                                      ssl_context=self.ssl_context, timeout=timeout,
                                      connect_timeout=self.connect_timeout)
-        for outcome in burst.outcomes:
+        sent = requests if isinstance(requests, list) else [request] * spec.count
+        seen: set[int | None] = set()
+        for i, (copy, outcome) in enumerate(zip(sent, burst.outcomes)):
             result.stats.add(outcome.status, outcome.latency_s)
+            if spec.spacing is None:  # spaced copies went through the client, already seen
+                self._observe(copy, outcome, i + 1)
+            if outcome.status not in seen and len(seen) < MAX_BURST_EXCHANGES:
+                seen.add(outcome.status)
+                result.exchanges.append(Exchange.of(copy, outcome, copy=i + 1))
         result.details.update(request=request.description, release=release, count=spec.count,
                               send_spread_ms=round(burst.send_spread_us / 1000, 3))
         if self._control:
@@ -340,14 +434,15 @@ class Runner:
         if failures:
             result.details["no_response"] = f"{len(failures)} (first: {failures[0]})"
             self._last_error = f"{request.description}: {failures[0]}"
-        result.checks += check_burst(step.expect, burst.outcomes, self.variables)
+        result.checks += check_burst(step.expect, burst.outcomes, values)
         picks = {"winner": winner(burst.outcomes), "first": burst.outcomes[0], "last": burst.outcomes[-1]}
         self._save(step, result, picks.get)
 
     async def _poll(self, client: Client, step: Step, result: StepResult) -> None:
         spec = step.action
         assert isinstance(spec, Poll)
-        request = self._prepare(spec.request)
+        values = draw(self.variables)
+        request = self._prepare(spec.request, values)
         interval, cap = spec.interval, spec.max_retry_after
         deadline = time.monotonic() + spec.timeout
         tries, waited, honoured = 0, 0.0, True
@@ -364,7 +459,7 @@ class Runner:
                 result.stats.add(outcome.status, outcome.latency_s)
                 state = get_path(outcome.json(), "value.status") if outcome.json() is not MISSING else MISSING
                 bar.update(f"try {tries}, {outcome.status}" + (f" {state}" if state is not MISSING else ""))
-                if holds(spec.until, outcome, self.variables):
+                if holds(spec.until, outcome, values):
                     break
                 retry_after = _retry_after(outcome)
                 wait = min(retry_after, cap) if retry_after is not None else interval
@@ -381,7 +476,8 @@ class Runner:
         result.details.update(request=request.description, tries=tries, waited_s=round(waited, 2),
                               honoured_retry_after=honoured, sends=sends)
         if outcome is not None:
-            result.checks += check_response(step.expect, outcome, self.variables)
+            result.exchanges.append(Exchange.of(request, outcome))
+            result.checks += check_response(step.expect, outcome, values)
             if step.expect.honours_retry_after:
                 result.checks.append(check_retry_after(sends))
             self._save(step, result, lambda _: outcome)
@@ -393,11 +489,22 @@ class Runner:
     async def _load(self, client: Client, step: Step, result: StepResult) -> None:
         phase = step.action
         assert isinstance(phase, Load)
-        mix = [(item.weight, self._prepare(item.request), self._timeout(item.request)) for item in phase.mix]
+        mix = [(item.weight, self._maker(item.request), self._timeout(item.request)) for item in phase.mix]
         with self.progress.task(f"load {step.name}") as bar:
             details, checks = await run_load(client, phase, mix, result.stats, bar)
         result.details.update(details)
         result.checks += checks
+
+    def _maker(self, spec: RequestSpec) -> Callable[[], PreparedRequest]:
+        """What builds each request of a load phase: the same one every time, or, when it
+        uses per-request values, a new one each time (the first built now, so a request
+        that cannot be sent fails the step before the phase starts)."""
+        first = self._prepare(spec)
+        if not per_request(spec, self.variables):
+            return lambda: first
+        pending = [first]
+        return lambda: pending.pop() if pending else self._prepare(spec)
+
     @staticmethod
     async def _control_call(call: Awaitable[T]) -> T | None:
         """A control call whose failure leaves the step's figures out, not the step."""
@@ -407,29 +514,26 @@ class Runner:
             return None
 
 
-async def _spaced(client: Client, request: PreparedRequest, count: int, spacing: float,
-                  timeout: float) -> BurstResult:
+async def _spaced(client: Client, request: PreparedRequest | list[PreparedRequest], count: int,
+                  spacing: float, timeout: float) -> BurstResult:
     """``count`` copies started ``spacing`` seconds apart, each on its own, none waiting for
     another: what independent clients look like to a race gate."""
     send_ns = [0] * count
+    requests = request if isinstance(request, list) else [request] * count
 
     async def one(i: int) -> Outcome:
         await asyncio.sleep(i * spacing)
         send_ns[i] = time.monotonic_ns()
-        return await client.send(request, timeout=timeout)
+        return await client.send(requests[i], timeout=timeout)
 
     outcomes = await asyncio.gather(*(one(i) for i in range(count)))
     return BurstResult(list(outcomes), send_ns)
 
 
 def _retry_after(outcome: Outcome) -> float | None:
-    raw = outcome.header("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None  # an HTTP date: rare from Graph; fall back to the interval
+    """The wait the response asks for, in seconds or as an HTTP-date (counted from the
+    response's own Date); None when it asks for none we can read."""
+    return retry_after_seconds(outcome.header("Retry-After"), date=outcome.header("Date"))
 
 
 async def run_scenario(
@@ -443,6 +547,8 @@ async def run_scenario(
     emulator_config: EmulatorConfig | None = None,
     connect_timeout: float = CONNECT_TIMEOUT_S,
     response_timeout: float = RESPONSE_TIMEOUT_S,
+    on_exchange: Callable[[Exchange], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RunResult:
     """Run ``scenario`` against ``target`` (or the scenario's), or an embedded emulator.
     Raises ScenarioError, before sending anything, for what cannot be sent as written."""
@@ -457,7 +563,7 @@ async def run_scenario(
     try:
         runner = Runner(scenario, target=target, proxy=proxy, variables=variables,
                         ssl_context=ssl_context, progress=progress, connect_timeout=connect_timeout,
-                        response_timeout=response_timeout)
+                        response_timeout=response_timeout, on_exchange=on_exchange, stop=stop)
         return await runner.run()
     finally:
         if embedded is not None:

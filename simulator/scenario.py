@@ -8,6 +8,7 @@ a scenario has loaded cleanly.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import re
@@ -22,7 +23,7 @@ import jsonschema
 from exportjobs import scenarios as shipped
 from exportjobs.simulator.expectations import pattern_problem
 from exportjobs.simulator.steps import KINDS, Auth, Step, build, build_step
-from exportjobs.simulator.values import GENERATORS, parse_path, references
+from exportjobs.simulator.values import generated, parse_path, references
 from exportjobs.yamldoc import YamlDocument, YamlError, json_problems, read_yaml
 
 STEP_KINDS = tuple(KINDS)
@@ -74,7 +75,7 @@ class Scenario:
         """Literal and generated values for this run; ``overrides`` (from --var) win."""
         values: dict[str, Any] = {}
         for name, spec in self.variables.items():
-            values[name] = GENERATORS[spec["generate"]]() if isinstance(spec, dict) else spec
+            values[name] = generated(spec) if isinstance(spec, dict) else spec
         values.update(overrides or {})
         return values
 
@@ -222,8 +223,37 @@ class _Checker:
                 self.refs([*path, i], v)
             return
         for name in sorted(references(value) - self.defined):
-            self.problem(path, f"${{{name}}} is not defined before this step; define it under "
-                               f"'variables', save it in an earlier step, or pass --var {name}=VALUE")
+            near = difflib.get_close_matches(name, sorted(self.defined), n=1, cutoff=0.5)
+            self.problem(path, f"${{{name}}} is not defined before this step"
+                               + (f" (did you mean ${{{near[0]}}}?)" if near else "")
+                               + f"; define it under 'variables', save it in an earlier step, "
+                               f"or pass --var {name}=VALUE")
+
+    def variables(self, variables: dict[str, Any]) -> None:
+        """What the schema leaves to say about generated variables: which keys go together."""
+        for name, spec in variables.items():
+            if not isinstance(spec, dict) or "generate" not in spec:
+                continue
+            kind = spec["generate"]
+            if kind == "choice" and "from" not in spec:
+                self.problem(["variables", name], f"{name}: generate: choice needs 'from', the values "
+                             "to choose from, e.g. {generate: choice, from: [a, b]}")
+            if "from" in spec and kind != "choice":
+                self.problem(["variables", name], f"{name}: 'from' goes with generate: choice", "from")
+            if "start" in spec and kind != "counter":
+                self.problem(["variables", name], f"{name}: 'start' goes with generate: counter", "start")
+
+    def step_references(self, i: int, step: Any) -> None:
+        """The undefined references of a step whose shape may be wrong: every ``${name}`` in
+        its action and its expectations (the full check reports them at the same places)."""
+        if not isinstance(step, dict):
+            return
+        for key in (*STEP_KINDS, "expect"):
+            if key in step:
+                self.refs(["steps", i, key], step[key])
+        saved = step.get("save")
+        if isinstance(saved, dict):
+            self.defined |= set(saved)
 
     def json_paths(self, path: list[Any], mapping: dict[str, Any] | None) -> None:
         for expr, matcher in (mapping or {}).items():
@@ -324,19 +354,40 @@ def parse_scenario(text: str, source: str, *, extra_variables: set[str] | frozen
     if not isinstance(data, dict):
         raise ScenarioError([Problem(source, 1, "a scenario is a mapping with name and steps")])
     problems += _schema_problems(data, doc, source)
-    if problems:
-        raise ScenarioError(problems)
-    checker = _Checker(doc, source, set(data.get("variables") or {}) | set(extra_variables))
+    variables = data.get("variables")
+    checker = _Checker(doc, source, set(variables if isinstance(variables, dict) else ()) | set(extra_variables))
     checker.refs([], {k: data.get(k) for k in ("target", "proxy")})
-    for i, step in enumerate(data["steps"]):
-        checker.step(i, step)
-    if checker.problems:
-        raise ScenarioError(checker.problems)
+    if isinstance(variables, dict):
+        checker.variables(variables)
+    steps = data.get("steps")
+    if problems:  # the shapes are wrong somewhere: still report every undefined reference
+        for i, step in enumerate(steps if isinstance(steps, list) else ()):
+            checker.step_references(i, step)
+    else:
+        for i, step in enumerate(data["steps"]):
+            checker.step(i, step)
+    if problems or checker.problems:
+        raise ScenarioError(_unique(problems + checker.problems))
 
     steps = tuple(build_step(i, doc.line(["steps", i]), raw) for i, raw in enumerate(data["steps"]))
     top = build(Scenario, {k: v for k, v in data.items() if k != "steps"}, source=source, steps=steps,
                 lines={key: doc.line([], key) for key in data})
     return top
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    return list(dict.fromkeys(problems))
+
+
+def unused_variables(scenario: Scenario, names: set[str] | frozenset[str]) -> list[tuple[str, str | None]]:
+    """Each of ``names`` (given with --var) that the scenario neither defines nor uses, with
+    the nearest name it does define or use (None when nothing is near): a typo shows."""
+    known = set(scenario.variables) | references([scenario.target, scenario.proxy, scenario.steps])
+    unused = []
+    for name in sorted(names - known):
+        near = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.5)
+        unused.append((name, near[0] if near else None))
+    return unused
 
 
 def load_scenario(path: str | Path, *, extra_variables: set[str] | frozenset[str] = frozenset()) -> Scenario:

@@ -17,7 +17,7 @@ import json
 import re
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -197,13 +197,19 @@ def prepare_request(
     return PreparedRequest(spec.method, url, headers, body)
 
 
+Observer = Callable[[PreparedRequest, Outcome], None]
+
+
 class Client:
-    """One aiohttp session for single requests, polls and load phases."""
+    """One aiohttp session for single requests, polls and load phases. ``observer``, when
+    given, sees every request with its outcome as it completes (``run -v``)."""
 
     def __init__(self, *, proxy: str | None = None, ssl_context: ssl.SSLContext | None = None,
-                 limit: int = 100, connect_timeout: float = CONNECT_TIMEOUT_S) -> None:
+                 limit: int = 100, connect_timeout: float = CONNECT_TIMEOUT_S,
+                 observer: Observer | None = None) -> None:
         self.proxy = proxy
         self.connect_timeout = connect_timeout
+        self.observer = observer
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=limit, ssl=self._ssl),
@@ -214,6 +220,12 @@ class Client:
     async def send(self, request: PreparedRequest, *, timeout: float = RESPONSE_TIMEOUT_S) -> Outcome:
         """Send once; the outcome says what came back, or why nothing did. Bounded: the
         connection within ``connect_timeout``, the whole exchange within ``timeout``."""
+        outcome = await self._send(request, timeout)
+        if self.observer is not None:
+            self.observer(request, outcome)
+        return outcome
+
+    async def _send(self, request: PreparedRequest, timeout: float) -> Outcome:
         started = time.perf_counter()
         connect = min(self.connect_timeout, timeout)
         try:
@@ -245,7 +257,20 @@ class Client:
 _CONNECT_TIMEOUTS = (getattr(aiohttp, "ConnectionTimeoutError", aiohttp.ServerTimeoutError),)
 
 
+# The start of the error of every request that failed because the server's certificate is
+# not trusted: the runner tells the user which CA to pass (see ``untrusted``).
+UNTRUSTED = "the server's TLS certificate is not trusted"
+
+
+def untrusted(error: str | None) -> bool:
+    """Whether an outcome's ``error`` says the server's certificate was not trusted."""
+    return error is not None and error.startswith(UNTRUSTED)
+
+
 def _describe_error(exc: BaseException, timeout: float | None = None) -> str:
+    cert_error = getattr(exc, "certificate_error", exc)  # aiohttp wraps the ssl module's error
+    if isinstance(cert_error, ssl.SSLCertVerificationError):
+        return f"{UNTRUSTED} ({cert_error.verify_message or cert_error.reason or cert_error})"
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out" if timeout is None else f"timed out: no answer within {timeout:.3g} s"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -356,7 +381,7 @@ class _RawConnection:
 
 
 async def send_burst(
-    request: PreparedRequest,
+    request: PreparedRequest | list[PreparedRequest],
     count: int,
     release: Release,
     *,
@@ -366,9 +391,11 @@ async def send_burst(
     connect_timeout: float = CONNECT_TIMEOUT_S,
 ) -> BurstResult:
     """Send ``count`` copies of ``request`` released as ``release`` says; each connection
-    opens within ``connect_timeout`` and each response comes within ``timeout``."""
+    opens within ``connect_timeout`` and each response comes within ``timeout``. A list
+    gives each copy its own request (per-request values)."""
     connect = min(connect_timeout, timeout)
-    conns = [_RawConnection(request, proxy, ssl_context) for _ in range(count)]
+    requests = request if isinstance(request, list) else [request] * count
+    conns = [_RawConnection(requests[i], proxy, ssl_context) for i in range(count)]
     send_ns: list[int] = [0] * count
 
     async def finish(i: int, conn: _RawConnection) -> Outcome:

@@ -110,7 +110,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a YAML scenario and check its expectations",
                        description="Exit status: 0 every expectation held, 1 an expectation "
                        "failed, 2 the scenario or command line is invalid, 3 the target could "
-                       "not be reached.")
+                       "not be reached (or its TLS certificate is not trusted: see --cacert), "
+                       "130 interrupted by Ctrl-C (the summary and reports still cover what ran).")
     p.add_argument("scenario", help="the scenario file (YAML), or the name of a shipped one "
                    "(see: exportjobs scenarios)")
     p.add_argument("--target", metavar="URL", help="base URL to test (default: the scenario's "
@@ -126,6 +127,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=_positive, default=30.0, metavar="S",
                    help="seconds to wait for a response, for requests that set no timeout (default 30)")
     p.add_argument("--no-progress", action="store_true", help="never draw progress lines")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="print every request and response as it happens (tokens and cookies redacted)")
     p.set_defaults(func=_run)
 
 
@@ -133,10 +136,11 @@ _URL = re.compile(r"^https?://[^/\s]+/?$")
 
 
 def _run(args: argparse.Namespace) -> int:
+    from exportjobs.simulator.exchange import Exchange
     from exportjobs.simulator.progress import Progress
     from exportjobs.simulator.report import print_summary, write_json, write_junit
-    from exportjobs.simulator.runner import RunAborted, run_scenario
-    from exportjobs.simulator.scenario import ScenarioError, load_scenario
+    from exportjobs.simulator.runner import RunAborted, RunResult, run_scenario
+    from exportjobs.simulator.scenario import ScenarioError, load_scenario, unused_variables
     from exportjobs.simulator.transport import RequestError, check_base_url
 
     def usage(message: str) -> int:
@@ -175,12 +179,40 @@ def _run(args: argparse.Namespace) -> int:
         if not scenario_file.exists():
             print(f"(shipped scenarios run by name: {', '.join(shipped.names())})", file=sys.stderr)
         return 2
-    progress = Progress(enabled=False) if args.no_progress else Progress()
+    for name, near in unused_variables(scenario, set(overrides)):
+        print(f"exportjobs run: warning: --var {name} is not a variable of {args.scenario}"
+              + (f"; did you mean {near}?" if near else "; it is not used"), file=sys.stderr)
+    # A progress line would break up the exchanges -v prints.
+    progress = Progress(enabled=False) if args.no_progress or args.verbose else Progress()
+
+    def show(exchange: Exchange) -> None:
+        print(exchange.text() + "\n", flush=True)
+
+    async def interruptible() -> RunResult:
+        """The run, with Ctrl-C (and SIGTERM) asking it to stop rather than killing it, so
+        what ran is still summarised and reported."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        installed = []
+        for sig in signals:
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+            except (NotImplementedError, AttributeError, RuntimeError):  # Windows, other threads
+                pass
+        try:
+            return await run_scenario(scenario, target=args.target, proxy=args.proxy,
+                                      overrides=overrides, ssl_context=ssl_context,
+                                      progress=progress, connect_timeout=args.connect_timeout,
+                                      response_timeout=args.timeout, stop=stop,
+                                      on_exchange=show if args.verbose else None)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
     try:
-        result = asyncio.run(run_scenario(scenario, target=args.target, proxy=args.proxy,
-                                          overrides=overrides, ssl_context=ssl_context,
-                                          progress=progress, connect_timeout=args.connect_timeout,
-                                          response_timeout=args.timeout))
+        result = asyncio.run(interruptible())
     except RunAborted as exc:
         print(f"exportjobs run: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -198,6 +230,13 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"exportjobs run: cannot write the report: {exc}", file=sys.stderr)
         return 2
+    if result.interrupted:
+        print("exportjobs run: interrupted (Ctrl-C); the summary and reports cover what ran",
+              file=sys.stderr)
+        return 130
+    if result.untrusted:
+        print(f"exportjobs run: TLS: {result.stopped}", file=sys.stderr)
+        return 3
     if result.stopped is not None:
         print(f"exportjobs run: {result.stopped}; is it running and answering?", file=sys.stderr)
         return 3

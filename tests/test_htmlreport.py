@@ -199,3 +199,13 @@ def test_a_load_series_stays_bounded():
     short.add(None, 0.0)
     (only,) = short.data()["points"]
     assert only["requests"] == 2 and only["no_response"] == 1 and only["statuses"] == {"200": 1}
+
+
+def test_the_demo_writes_the_report_when_asked_and_says_where(tmp_path):
+    page = tmp_path / "demo.html"
+    proc = subprocess.run([*EXPORTJOBS, "demo", "--cassette", str(tmp_path / "demo.yaml"),
+                           "--report-html", str(page)], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"HTML report of the recorded run: {page.resolve()}" in proc.stdout
+    seen = Elements(page.read_text(encoding="utf-8"))
+    assert len(seen.having("request-row", "g")) == 50 and len(seen.having("winner", "g")) == 1

@@ -8,6 +8,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict
 from typing import Any
 
 from exportjobs.simulator.expectations import Check
@@ -18,6 +19,10 @@ from exportjobs.simulator.transport import Client, PreparedRequest
 # An overwhelmed target must not make the open model exhaust our memory.
 _MAX_IN_FLIGHT = 10_000
 _UNLIMITED = 1 << 62  # a phase without max_requests
+# The series over time: a round interval giving at most SERIES_POINTS over the duration.
+SERIES_POINTS = 120
+MAX_POINTS = 2 * SERIES_POINTS
+_WIDTHS = (0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 15, 20, 30)
 
 # (weight, what builds the request, timeout): a new request each time when it uses
 # per-request values, else the same one.
@@ -34,10 +39,13 @@ async def run_load(client: Client, phase: Load, mix: Mix, stats: TrafficStats,
     started = time.monotonic()
     deadline = started + duration
 
+    series = Series(started, duration)
+
     async def one() -> None:
         _, make, timeout = mix[0] if len(mix) == 1 else rng.choices(mix, weights)[0]
         outcome = await client.send(make(), timeout=timeout)
         stats.add(outcome.status, outcome.latency_s)
+        series.add(outcome.status, outcome.latency_s)
 
     ticker = asyncio.create_task(_tick(bar, stats, started, duration))
     try:
@@ -50,9 +58,48 @@ async def run_load(client: Client, phase: Load, mix: Mix, stats: TrafficStats,
         ticker.cancel()
     elapsed = time.monotonic() - started
     rps = stats.total / elapsed if elapsed > 0 else 0.0
+    limits = {k: v for k, v in asdict(phase.thresholds).items() if v is not None}
     details = {"requests": stats.total, "rps": round(rps, 1),
-               "error_rate": round(stats.error_rate, 4), "mix": len(mix)}
+               "error_rate": round(stats.error_rate, 4), "mix": len(mix),
+               "thresholds": limits, "series": series.data()}
     return details, thresholds(phase.thresholds, stats, rps)
+
+
+class Series:
+    """Counts and latency percentiles per interval of a phase, by when each response came,
+    for a picture of the phase over time. Bounded: at most ``SERIES_POINTS`` intervals
+    over the phase's duration (the interval widens with it), and at most ``MAX_POINTS``
+    in all (the last one takes the stragglers a timeout lets finish after the end). Only
+    the interval being filled keeps a histogram; a closed one is a few numbers."""
+
+    def __init__(self, started: float, duration: float) -> None:
+        self.started = started
+        self.width = next((w for w in _WIDTHS if duration / w <= SERIES_POINTS), duration / SERIES_POINTS)
+        self.points: list[dict[str, Any]] = []
+        self.index = 0
+        self.current = TrafficStats()
+
+    def add(self, status: int | None, latency_s: float) -> None:
+        index = min(int((time.monotonic() - self.started) / self.width), MAX_POINTS - 1)
+        while index > self.index:  # responses come in time order: earlier intervals are done
+            self._close()
+        self.current.add(status, latency_s)
+
+    def _close(self) -> None:
+        stats = self.current
+        point: dict[str, Any] = {"t_s": round(self.index * self.width, 3), "requests": stats.total,
+                                 "statuses": {str(k): v for k, v in sorted(stats.statuses.items())},
+                                 "no_response": stats.no_response}
+        point.update(stats.latency.summary_ms() if stats.latency.count else {})
+        self.points.append(point)
+        self.index += 1
+        self.current = TrafficStats()
+
+    def data(self) -> dict[str, Any]:
+        """The series so far, the interval being filled included."""
+        if self.current.total:
+            self._close()
+        return {"interval_s": self.width, "points": self.points}
 
 
 async def _closed_model(one: Callable[[], Awaitable[None]], concurrency: int, deadline: float,

@@ -55,6 +55,7 @@ from exportjobs.simulator.transport import (
     Outcome,
     PreparedRequest,
     RequestError,
+    RequestTiming,
     check_base_url,
     prepare_request,
     proxy_authorization,
@@ -81,6 +82,8 @@ INTERRUPTED = "not run: the run was interrupted (Ctrl-C)"
 
 # A request step without ``retry`` sends once.
 NO_RETRY = Retry(max_retries=0)
+# A burst's timeline in its details keeps at most this many requests (and arrivals).
+TIMELINE_ROWS = 1000
 
 
 class RunAborted(Exception):
@@ -426,10 +429,19 @@ class Runner:
                 result.exchanges.append(Exchange.of(copy, outcome, copy=i + 1))
         result.details.update(request=request.description, release=release, count=spec.count,
                               send_spread_ms=round(burst.send_spread_us / 1000, 3))
+        timeline = burst.timeline(TIMELINE_ROWS)
+        origin = timeline.pop("origin_ns")
+        won = winner(burst.outcomes)
+        timeline["winner"] = next((i for i, o in enumerate(burst.outcomes) if o is won), None)
+        result.details["timeline"] = timeline
         if self._control:
             arrivals = await self._control_call(self._control.arrivals())
             if arrivals is not None:
                 result.details["arrival_spread_ms"] = round(arrivals.spread_us / 1000, 3)
+                # The emulator runs on this machine (its control API is only asked there),
+                # so its monotonic clock is ours: arrivals go on the same time axis.
+                timeline["arrivals"] = [{"ms": round((a.monotonic_us * 1000 - origin) / 1e6, 4), "status": a.status}
+                                        for a in arrivals.arrivals[:TIMELINE_ROWS]] if origin else []
         failures = [o.error for o in burst.outcomes if o.status is None]
         if failures:
             result.details["no_response"] = f"{len(failures)} (first: {failures[0]})"
@@ -520,14 +532,17 @@ async def _spaced(client: Client, request: PreparedRequest | list[PreparedReques
     another: what independent clients look like to a race gate."""
     send_ns = [0] * count
     requests = request if isinstance(request, list) else [request] * count
+    timings = [RequestTiming() for _ in range(count)]  # sent: handed to the client
 
     async def one(i: int) -> Outcome:
         await asyncio.sleep(i * spacing)
-        send_ns[i] = time.monotonic_ns()
-        return await client.send(requests[i], timeout=timeout)
+        send_ns[i] = timings[i].first_byte_ns = timings[i].last_byte_ns = time.monotonic_ns()
+        outcome = await client.send(requests[i], timeout=timeout)
+        timings[i].response_ns = time.monotonic_ns() if outcome.status is not None else 0
+        return outcome
 
     outcomes = await asyncio.gather(*(one(i) for i in range(count)))
-    return BurstResult(list(outcomes), send_ns)
+    return BurstResult(list(outcomes), send_ns, timings)
 
 
 def _retry_after(outcome: Outcome) -> float | None:

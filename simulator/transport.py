@@ -279,14 +279,39 @@ def _describe_error(exc: BaseException, timeout: float | None = None) -> str:
 # --- raw connections for bursts ---------------------------------------------------------------
 
 
+@dataclass(slots=True)
+class RequestTiming:
+    """When one burst request's bytes went out and its response came back, in monotonic
+    ns (0: it did not happen: the connection did not open, or no response came)."""
+
+    first_byte_ns: int = 0  # the write holding the request's first byte returned
+    last_byte_ns: int = 0  # the write holding its last byte returned
+    response_ns: int = 0  # its whole response had been read
+
+
 @dataclass
 class BurstResult:
     outcomes: list[Outcome]
     send_ns: list[int]  # monotonic times of the writes (first and last, for synchronised releases)
+    timings: list[RequestTiming] = field(default_factory=list)  # one per outcome, same order
 
     @property
     def send_spread_us(self) -> float:
         return (max(self.send_ns) - min(self.send_ns)) / 1000 if len(self.send_ns) > 1 else 0.0
+
+    def timeline(self, limit: int) -> dict[str, Any]:
+        """The first ``limit`` requests' times in ms from the release (the earliest last
+        byte), with their status: what a picture of the burst needs, bounded by ``limit``."""
+        sent = [t.last_byte_ns for t in self.timings if t.last_byte_ns]
+        origin = min(sent) if sent else 0
+
+        def ms(ns: int) -> float | None:
+            return round((ns - origin) / 1e6, 4) if ns and origin else None
+
+        rows = [{"first_byte_ms": ms(t.first_byte_ns), "last_byte_ms": ms(t.last_byte_ns),
+                 "response_ms": ms(t.response_ns), "status": o.status}
+                for t, o in zip(self.timings[:limit], self.outcomes)]
+        return {"origin_ns": origin, "rows": rows, "total": len(self.timings)}
 
 
 def proxy_authorization(proxy: str) -> str | None:
@@ -397,10 +422,13 @@ async def send_burst(
     requests = request if isinstance(request, list) else [request] * count
     conns = [_RawConnection(requests[i], proxy, ssl_context) for i in range(count)]
     send_ns: list[int] = [0] * count
+    timings = [RequestTiming() for _ in range(count)]
 
     async def finish(i: int, conn: _RawConnection) -> Outcome:
         try:
-            return await asyncio.wait_for(conn.read_response(), timeout)
+            outcome = await asyncio.wait_for(conn.read_response(), timeout)
+            timings[i].response_ns = time.monotonic_ns()
+            return outcome
         except (TimeoutError, OSError, EOFError, h11.ProtocolError) as exc:
             return Outcome(None, {}, b"", time.perf_counter() - conn.started, _describe_error(exc, timeout))
         finally:
@@ -414,12 +442,14 @@ async def send_burst(
                 except (TimeoutError, OSError, EOFError) as exc:  # EOF: proxy hung up
                     return Outcome(None, {}, b"", 0.0, _describe_error(exc, connect))
                 conn.started = time.perf_counter()
-                conn.out.write(conn.wire_bytes())
-                send_ns[i] = time.monotonic_ns()
+                payload = conn.wire_bytes()
+                timings[i].first_byte_ns = time.monotonic_ns()
+                conn.out.write(payload)
+                send_ns[i] = timings[i].last_byte_ns = time.monotonic_ns()
                 return await finish(i, conn)
 
             wholes = await asyncio.gather(*(whole(i, c) for i, c in enumerate(conns)))
-            return BurstResult(list(wholes), [t for t in send_ns if t])
+            return BurstResult(list(wholes), [t for t in send_ns if t], timings)
 
         opened = await asyncio.gather(*(asyncio.wait_for(c.open(), connect) for c in conns),
                                       return_exceptions=True)
@@ -429,26 +459,35 @@ async def send_burst(
         if release == "last-byte":
             for i, c in live:
                 c.out.write(payloads[i][:-1])
+                timings[i].first_byte_ns = time.monotonic_ns()
             await asyncio.gather(*(c.out.drain() for _, c in live), return_exceptions=True)
             await asyncio.sleep(0.05)  # let the partial requests reach the server and be parsed
             tails = {i: payloads[i][-1:] for i, _ in live}
         else:
             tails = payloads
-        # The release: writes only, no awaits and no clock reads between them, so nothing
-        # else runs and the writes go out back to back.
+        # The release: writes only, no awaits between them, so nothing else runs and the
+        # writes go out back to back. Each is followed by one read of the clock (a vDSO call,
+        # tens of ns beside the microseconds of the write's own system call) into a list
+        # made beforehand, so each request's last byte has its own time.
         writes = [(c.out.write, tails[i]) for i, c in live]
+        stamps = [0] * len(writes)
+        clock = time.monotonic_ns
         released = time.perf_counter()
-        first_ns = time.monotonic_ns()
-        for write, tail in writes:
+        first_ns = clock()
+        for k, (write, tail) in enumerate(writes):
             write(tail)
-        last_ns = time.monotonic_ns()
-        for _, c in live:
+            stamps[k] = clock()
+        last_ns = stamps[-1] if stamps else first_ns
+        for k, (i, c) in enumerate(live):
             c.started = released
+            timings[i].last_byte_ns = stamps[k]
+            if release != "last-byte":  # the whole request went out in that one write
+                timings[i].first_byte_ns = first_ns if k == 0 else stamps[k - 1]
         results = await asyncio.gather(*(finish(i, c) for i, c in live))
         outcomes: list[Outcome] = [Outcome(None, {}, b"", 0.0, failed.get(i)) for i in range(count)]
         for (i, _), outcome in zip(live, results):
             outcomes[i] = outcome
-        return BurstResult(outcomes, [first_ns, last_ns] if live else [])
+        return BurstResult(outcomes, [first_ns, last_ns] if live else [], timings)
     finally:
         for c in conns:
             c.close()

@@ -121,6 +121,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
                    help="set a scenario variable (repeatable)")
     p.add_argument("--report-json", metavar="FILE", help="write the full report as JSON")
     p.add_argument("--junit", metavar="FILE", help="write JUnit XML, one test case per step")
+    p.add_argument("--report-html", metavar="FILE", help="write a self-contained HTML report (the JSON "
+                   "report's data, with a timeline of each burst and charts of each load phase)")
     p.add_argument("--cacert", metavar="FILE", help="also trust this CA (PEM) for https targets")
     p.add_argument("--connect-timeout", type=_positive, default=10.0, metavar="S",
                    help="seconds to open a connection (default 10)")
@@ -227,6 +229,10 @@ def _run(args: argparse.Namespace) -> int:
             write_json(result, args.report_json)
         if args.junit:
             write_junit(result, args.junit)
+        if args.report_html:
+            from exportjobs.simulator.htmlreport import write_html
+
+            write_html(result, args.report_html)
     except OSError as exc:
         print(f"exportjobs run: cannot write the report: {exc}", file=sys.stderr)
         return 2
@@ -313,6 +319,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                        "proxy, then replay it offline")
     p.add_argument("--cassette", metavar="FILE", default="cassettes/demo.yaml",
                    help="where to write the cassette (default cassettes/demo.yaml)")
+    p.add_argument("--report-html", metavar="FILE", help="also write the recorded run's HTML report here")
     p.set_defaults(func=_demo)
 
 
@@ -323,7 +330,8 @@ def _demo(args: argparse.Namespace) -> int:
     from exportjobs.simulator.scenario import ScenarioError
 
     try:
-        return asyncio.run(run_demo(Path(args.cassette)))
+        html = Path(args.report_html) if args.report_html else None
+        return asyncio.run(run_demo(Path(args.cassette), report_html=html))
     except (ProxyError, RunAborted) as exc:
         print(f"exportjobs demo: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -19,6 +19,7 @@ from typing import TextIO
 from exportjobs import scenarios as shipped
 from exportjobs.simulator.emulator.app import EmulatorConfig
 from exportjobs.simulator.emulator.embedded import EmbeddedEmulator
+from exportjobs.simulator.htmlreport import write_html
 from exportjobs.simulator.runner import RunResult, StepResult, run_scenario
 from exportjobs.simulator.scenario import Scenario, load_scenario
 
@@ -63,7 +64,8 @@ def _declared(scenario: Scenario, run: RunResult) -> dict[str, str]:
     return {name: str(run.variables[name]) for name in scenario.variables}
 
 
-async def run_demo(cassette: Path | None = None, out: TextIO = sys.stdout) -> int:
+async def run_demo(cassette: Path | None = None, out: TextIO = sys.stdout, *,
+                   report_html: Path | None = None) -> int:
     from exportjobs.addons.proxy import quiet_mitmproxy_logs, start_proxy
 
     started = time.perf_counter()
@@ -96,6 +98,14 @@ async def run_demo(cassette: Path | None = None, out: TextIO = sys.stdout) -> in
     ok = recorded.ok and replayed.ok
     print(f"\nCassette: {cassette.resolve()}  ({cassette.stat().st_size:,} bytes, tokens redacted)",
           file=out)
+    if report_html is not None:
+        try:
+            write_html(recorded, report_html)
+        except OSError as exc:
+            print(f"exportjobs demo: cannot write the HTML report {report_html}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
+        print(f"HTML report of the recorded run: {report_html.resolve()}", file=out)
     print(f"Demo {'finished' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s: "
           + ("one 201 and 49 409s naming the winner, recorded and replayed alike."
              if ok else "see the broken checks above."), file=out)

@@ -16,6 +16,7 @@ from exportjobs import __version__
 from exportjobs import scenarios as shipped
 
 from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
+from exportjobs.simulator.emulator.keys import QUIRKS
 from exportjobs.graph import is_guid
 
 UNSAFE_BANNER = (
@@ -63,6 +64,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="a known goalsOrganizationId (repeatable); others get 404")
     p.add_argument("--unsafe-race-window-ms", type=_non_negative, default=0.0, metavar="MS",
                    help="DELIBERATELY BROKEN: await MS between duplicate check and insert")
+    p.add_argument("--quirks", choices=QUIRKS, default="none",
+                   help="documented: answer in the shapes of the docs page's examples (get-one "
+                   "wrapped in {\"value\": ...}, the 409's inner error spelled innererror), to "
+                   "test that a client copes with both (default none: Graph's metadata and SDKs)")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
     p.set_defaults(func=_serve)
 
@@ -73,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
         run_for=args.run_for,
         known_organizations=args.known_org,
         unsafe_race_window_ms=args.unsafe_race_window_ms,
+        quirks=args.quirks,
     )
     if config.unsafe_race_window_ms > 0:
         print(UNSAFE_BANNER.format(ms=config.unsafe_race_window_ms), file=sys.stderr, flush=True)
@@ -126,6 +132,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=_positive, default=30.0, metavar="S",
                    help="seconds to wait for a response, for requests that set no timeout (default 30)")
     p.add_argument("--no-progress", action="store_true", help="never draw progress lines")
+    p.add_argument("--quirks", choices=QUIRKS, default="none",
+                   help="the embedded emulator's shapes (see: exportjobs serve --help)")
     p.set_defaults(func=_run)
 
 
@@ -175,12 +183,16 @@ def _run(args: argparse.Namespace) -> int:
         if not scenario_file.exists():
             print(f"(shipped scenarios run by name: {', '.join(shipped.names())})", file=sys.stderr)
         return 2
+    if args.quirks != "none" and (args.target or scenario.target):
+        return usage("--quirks shapes the embedded emulator only; this run has a target (start "
+                     "that emulator with: exportjobs serve --quirks ...)")
     progress = Progress(enabled=False) if args.no_progress else Progress()
     try:
         result = asyncio.run(run_scenario(scenario, target=args.target, proxy=args.proxy,
                                           overrides=overrides, ssl_context=ssl_context,
                                           progress=progress, connect_timeout=args.connect_timeout,
-                                          response_timeout=args.timeout))
+                                          response_timeout=args.timeout,
+                                          emulator_config=EmulatorConfig(quirks=args.quirks)))
     except RunAborted as exc:
         print(f"exportjobs run: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -8,8 +8,8 @@ import uuid
 import aiohttp
 import pytest
 
-from exportjobs.simulator.emulator.app import EmulatorConfig
 from exportjobs.graph import is_guid, new_request_id
+from exportjobs.simulator.emulator.app import EmulatorConfig
 from tests.conftest import COLLECTION, new_pair
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")

@@ -45,7 +45,7 @@ async def test_get_one_is_the_bare_entity_with_its_context(emulator, http):
     status, body, _ = await get(http, location)
     assert status == 200
     assert "value" not in body
-    assert list(body)[0] == "@odata.context"  # OData writes it first
+    assert next(iter(body)) == "@odata.context"  # OData writes it first
     assert body["@odata.context"] == f"{emulator.url}{ROOT}/$entity"
     assert body["id"] == created["id"] and body["status"] == "notStarted"
     # Inherited from longRunningOperation: present, null while the emulator knows no value.

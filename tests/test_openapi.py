@@ -95,7 +95,7 @@ def test_every_schema_is_valid_json_schema_and_every_ref_resolves():
         if isinstance(node, dict):
             if "$ref" in node:
                 resolve(node)  # raises KeyError if it points nowhere
-            if where.endswith("/schema") or "/schemas/" in where and where.count("/") == 3:
+            if where.endswith("/schema") or ("/schemas/" in where and where.count("/") == 3):
                 Draft202012Validator.check_schema(node)
             for key, value in node.items():
                 walk(value, f"{where}/{key}")

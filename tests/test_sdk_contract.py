@@ -21,39 +21,39 @@ import pytest
 
 pytest.importorskip("msgraph_beta")
 
-import httpx  # noqa: E402  (after the importorskip: both come with the SDK)
-from kiota_abstractions.authentication import (  # noqa: E402
+import httpx
+from kiota_abstractions.authentication import (
     AccessTokenProvider,
     AllowedHostsValidator,
     BaseBearerTokenAuthenticationProvider,
 )
-from kiota_abstractions.base_request_configuration import RequestConfiguration  # noqa: E402
-from kiota_abstractions.native_response_handler import NativeResponseHandler  # noqa: E402
-from kiota_http.kiota_client_factory import DEFAULT_CONNECTION_TIMEOUT, DEFAULT_REQUEST_TIMEOUT  # noqa: E402
-from kiota_http.middleware.options import ResponseHandlerOption  # noqa: E402
-from msgraph_beta import GraphServiceClient  # noqa: E402
-from msgraph_beta.generated.employee_experience.goals.export_jobs.count.count_request_builder import (  # noqa: E402
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.native_response_handler import NativeResponseHandler
+from kiota_http.kiota_client_factory import DEFAULT_CONNECTION_TIMEOUT, DEFAULT_REQUEST_TIMEOUT
+from kiota_http.middleware.options import ResponseHandlerOption
+from msgraph_beta import GraphServiceClient
+from msgraph_beta.generated.employee_experience.goals.export_jobs.count.count_request_builder import (
     CountRequestBuilder,
 )
-from msgraph_beta.generated.employee_experience.goals.export_jobs.export_jobs_request_builder import (  # noqa: E402
+from msgraph_beta.generated.employee_experience.goals.export_jobs.export_jobs_request_builder import (
     ExportJobsRequestBuilder,
 )
-from msgraph_beta.generated.employee_experience.goals.export_jobs.item.goals_export_job_item_request_builder import (  # noqa: E402
+from msgraph_beta.generated.employee_experience.goals.export_jobs.item.goals_export_job_item_request_builder import (
     GoalsExportJobItemRequestBuilder,
 )
-from msgraph_beta.generated.models.goals_export_job import GoalsExportJob  # noqa: E402
-from msgraph_beta.generated.models.long_running_operation_status import (  # noqa: E402
+from msgraph_beta.generated.models.goals_export_job import GoalsExportJob
+from msgraph_beta.generated.models.long_running_operation_status import (
     LongRunningOperationStatus,
 )
-from msgraph_beta.generated.models.o_data_errors.o_data_error import ODataError  # noqa: E402
-from msgraph_beta.graph_request_adapter import GraphRequestAdapter  # noqa: E402
-from msgraph_beta.graph_request_adapter import options as graph_options  # noqa: E402
-from msgraph_core import APIVersion, GraphClientFactory  # noqa: E402
+from msgraph_beta.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph_beta.graph_request_adapter import GraphRequestAdapter
+from msgraph_beta.graph_request_adapter import options as graph_options
+from msgraph_core import APIVersion, GraphClientFactory
 
-from exportjobs.simulator.emulator.app import EmulatorConfig  # noqa: E402
-from exportjobs.simulator.emulator.client import EmulatorClient  # noqa: E402
-from exportjobs.simulator.emulator.embedded import EmbeddedEmulator  # noqa: E402
-from tests.conftest import new_pair  # noqa: E402
+from exportjobs.simulator.emulator.app import EmulatorConfig
+from exportjobs.simulator.emulator.client import EmulatorClient
+from exportjobs.simulator.emulator.embedded import EmbeddedEmulator
+from tests.conftest import new_pair
 
 Succeeded = LongRunningOperationStatus.Succeeded
 

@@ -21,7 +21,6 @@ from aiohttp import web
 from exportjobs.simulator.emulator.arrivals import ArrivalLog
 from exportjobs.simulator.emulator.jobs import Clock, JobStore
 
-
 # Which shapes the emulator answers in. "none": Graph's metadata, OData's JSON format and
 # every SDK generated from them (get-one is the bare entity, the inner error is innerError).
 # "documented": the shapes of the docs page's examples (get-one wrapped in {"value": ...},

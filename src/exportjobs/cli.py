@@ -14,10 +14,9 @@ from pathlib import Path
 
 from exportjobs import __version__
 from exportjobs import scenarios as shipped
-
+from exportjobs.graph import is_guid
 from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
 from exportjobs.simulator.emulator.keys import QUIRKS
-from exportjobs.graph import is_guid
 
 UNSAFE_BANNER = (
     "!!! UNSAFE: --unsafe-race-window-ms {ms:g} !!!\n"

@@ -469,7 +469,7 @@ class Runner:
                                                  started, sends)
                 tries += 1
                 result.stats.add(outcome.status, outcome.latency_s)
-                state = get_path(outcome.json(), "value.status") if outcome.json() is not MISSING else MISSING
+                state = _job_status(outcome)
                 bar.update(f"try {tries}, {outcome.status}" + (f" {state}" if state is not MISSING else ""))
                 if holds(spec.until, outcome, values):
                     break
@@ -524,6 +524,16 @@ class Runner:
             return await call
         except EmulatorError:
             return None
+
+
+def _job_status(outcome: Outcome) -> Any:
+    """A job's status in a response, for the progress line: Graph's bare entity, or the
+    docs examples' ``value`` wrapper (``--quirks documented``)."""
+    body = outcome.json()
+    if body is MISSING:
+        return MISSING
+    state = get_path(body, "status")
+    return get_path(body, "value.status") if state is MISSING else state
 
 
 async def _spaced(client: Client, request: PreparedRequest | list[PreparedRequest], count: int,

@@ -21,7 +21,7 @@ async def test_advance_moves_every_job(http):
         assert r.status == 200
         assert (await r.json())["clockOffsetSeconds"] == 7
     async with http.get(location) as r:
-        assert (await r.json())["value"]["status"] == "succeeded"
+        assert (await r.json())["status"] == "succeeded"
 
 
 async def test_advance_rejects_bad_input_with_a_clear_message(http):

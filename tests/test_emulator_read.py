@@ -24,18 +24,18 @@ async def get_job(http, url: str, **kwargs) -> tuple[int, dict, dict]:
 async def test_full_lifecycle_with_a_controlled_clock(emulator, http):
     job, location = await create(http)
     status, headers, body = await get_job(http, location)
-    assert status == 200 and body["value"]["status"] == "notStarted"
+    assert status == 200 and body["status"] == "notStarted"
     assert headers["Retry-After"] == "7"  # 2 s not started + 5 s running, rounded up
 
     emulator.clock.advance(2.0)
     status, headers, body = await get_job(http, location)
-    assert body["value"]["status"] == "running"
+    assert body["status"] == "running"
     assert 1 <= int(headers["Retry-After"]) <= 5
-    assert body["value"]["resourceLocation"] is None
+    assert body["resourceLocation"] is None
 
     emulator.clock.advance(5.0)
     status, headers, body = await get_job(http, location)
-    done = body["value"]
+    done = body
     assert done["status"] == "succeeded"
     assert "Retry-After" not in headers
     assert done["resourceLocation"] == f"{location}/content"
@@ -71,8 +71,8 @@ async def test_failed_job_has_no_content_and_no_resource_location(emulator, http
         assert (await r.json())["status"] == "notStarted"  # fails when its run ends
     emulator.clock.advance(7.0)
     _, _, body = await get_job(http, location)
-    assert body["value"]["status"] == "failed"
-    assert body["value"]["resourceLocation"] is None
+    assert body["status"] == "failed"
+    assert body["resourceLocation"] is None
     async with http.get(f"{location}/content") as r:
         assert r.status == 400
 
@@ -88,7 +88,7 @@ async def test_content_expires(emulator, http):
 async def test_select_trims_properties(http):
     _, location = await create(http)
     _, _, body = await get_job(http, location, params={"$select": "id,goalsOrganizationId"})
-    assert set(body["value"]) == {"@odata.type", "id", "goalsOrganizationId"}
+    assert set(body) == {"@odata.context", "@odata.type", "id", "goalsOrganizationId"}
 
 
 async def test_select_of_unknown_property_is_400(http):

@@ -151,12 +151,12 @@ steps:
   - name: poll that gives up
     poll:
       request: {{url: "${{job_url}}"}}
-      until: {{json: {{value.status: succeeded}}}}
+      until: {{json: {{status: succeeded}}}}
       interval: 0.1
       max_retry_after: 0.1
       timeout: 0.5
     save:
-      content_url: {{json: value.resourceLocation}}
+      content_url: {{json: resourceLocation}}
   - name: download
     request: {{url: "${{content_url}}"}}
     expect: {{status: 200}}
@@ -169,7 +169,7 @@ def test_a_null_saved_value_skips_the_step_that_needs_it_and_reports_are_written
                    "--report-json", str(report), "--junit", str(junit))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "BROKEN save content_url: expected a value at value.resourceLocation, got null" in proc.stdout
+    assert "BROKEN save content_url: expected a value at resourceLocation, got null" in proc.stdout
     assert "skipped: needs ${content_url}, which an earlier step did not save" in proc.stdout
     assert "FAILED: 1 of 3 steps" in proc.stdout
     data = json.loads(report.read_text())

@@ -38,7 +38,7 @@ steps:
       job_id: {json: id}
   - name: read the winner
     request: {path: "/beta/employeeExperience/goals/exportJobs/${job_id}"}
-    expect: {status: 200, json: {value.id: "${job_id}"}}
+    expect: {status: 200, json: {id: "${job_id}"}}
 """
 
 

@@ -1,7 +1,10 @@
-"""The exportJobs handlers (create, list, get, content) and the dispatch that routes to them.
+"""The exportJobs handlers (create, list, count, get, content) and the dispatch that routes to them.
 
 Handlers raise ``GraphError``; the middleware renders it. State is read from the app
 through the keys in ``keys``; what a valid create is comes from ``exportjobs.graph``.
+Bodies follow Graph's metadata and OData's JSON format (an ``@odata.context`` first, a
+single entity bare, ``innerError``), unless the config asks for the docs examples' shapes
+(``quirks="documented"``: get-one wrapped in ``value``, the 409's ``innererror``).
 """
 
 from __future__ import annotations
@@ -21,12 +24,23 @@ from exportjobs.graph import (
     GraphError,
     compact_json,
     match_exportjobs,
+    odata_context,
     parse_create,
 )
 from exportjobs.simulator.emulator.auth import check_authorization
 from exportjobs.simulator.emulator.jobs import Job, JobStore, export_csv, is_well_formed_job_id
 from exportjobs.simulator.emulator.keys import ARRIVALS, CONFIG, STORE
-from exportjobs.simulator.emulator.odata import parse_filter, parse_select, project
+from exportjobs.simulator.emulator.odata import (
+    CONTENT_OPTIONS,
+    COUNT_OPTIONS,
+    GET_OPTIONS,
+    LIST_OPTIONS,
+    check_query_options,
+    parse_count,
+    parse_filter,
+    parse_select,
+    project,
+)
 from exportjobs.simulator.emulator.reading import read_body
 
 Handler = Callable[[web.Request, ExportJobsRoute], Awaitable[web.StreamResponse]]
@@ -75,6 +89,16 @@ def _local_address(request: web.Request) -> str:
 
 def _job_url(request: web.Request, route: ExportJobsRoute, job_id: str) -> str:
     return f"{_base_url(request)}{route.prefix}/{job_id}"
+
+
+def _context(request: web.Request, route: ExportJobsRoute, select: list[str] | None = None,
+             *, entity: bool = False) -> str:
+    return odata_context(_base_url(request), route.version, select=select, entity=entity)
+
+
+def _documented(request: web.Request) -> bool:
+    """True when the emulator answers in the docs examples' shapes (``quirks="documented"``)."""
+    return request.config_dict[CONFIG].quirks == "documented"
 
 
 def _authorize(request: web.Request, *, write: bool) -> None:
@@ -135,10 +159,13 @@ def _create_response(
             "Another export job is still active or waiting to be executed",
             target=job.id,
             inner_code="exportJobAlreadyExists",
-            inner_key="innererror",  # as in Graph's own 409 example
+            # Graph's error format says innerError; the docs' 409 example, innererror.
+            inner_key="innererror" if _documented(request) else "innerError",
             headers={"Location": url},
         )
-    return _json(201, job.to_graph(store.clock.now(), url), {"Location": url})
+    body = {"@odata.context": _context(request, route, entity=True),
+            **job.to_graph(store.clock.now(), url)}
+    return _json(201, body, {"Location": url})
 
 
 async def _unsafe_create(
@@ -155,20 +182,37 @@ async def _unsafe_create(
 # --- reads -----------------------------------------------------------------------------------
 
 
+def _filtered_jobs(request: web.Request) -> list[Job]:
+    """The jobs a list's (or a count's) ``$filter`` names, all of them without one."""
+    organizations = parse_filter(request.query.get("$filter", ""))
+    store = request.config_dict[STORE]
+    if organizations is None:
+        return store.list()
+    if len(organizations) == 1:
+        return store.list(organizations.pop())
+    return []  # "eq a and eq b" with a != b matches nothing
+
+
 async def list_jobs(request: web.Request, route: ExportJobsRoute) -> web.Response:
     _authorize(request, write=False)
-    organizations = parse_filter(request.query.get("$filter", ""))
+    check_query_options(request.query, LIST_OPTIONS)
+    jobs = _filtered_jobs(request)
     select = parse_select(request.query.get("$select"))
-    store = request.config_dict[STORE]
-    now = store.clock.now()
-    if organizations is None:
-        jobs = store.list()
-    elif len(organizations) == 1:
-        jobs = store.list(organizations.pop())
-    else:  # "eq a and eq b" with a != b matches nothing
-        jobs = []
+    counted = parse_count(request.query.get("$count"))
+    now = request.config_dict[STORE].clock.now()
     value = [project(job.to_graph(now, _job_url(request, route, job.id)), select) for job in jobs]
-    return _json(200, {"value": value})
+    body: dict[str, object] = {"@odata.context": _context(request, route, select)}
+    if counted:
+        body["@odata.count"] = len(value)
+    body["value"] = value
+    return _json(200, body)
+
+
+async def count_jobs(request: web.Request, route: ExportJobsRoute) -> web.Response:
+    """``GET .../exportJobs/$count``: how many jobs (a ``$filter`` applies), as plain text."""
+    _authorize(request, write=False)
+    check_query_options(request.query, COUNT_OPTIONS)
+    return web.Response(text=str(len(_filtered_jobs(request))), content_type="text/plain")
 
 
 def _find_job(request: web.Request, route: ExportJobsRoute) -> Job:
@@ -184,7 +228,10 @@ def _find_job(request: web.Request, route: ExportJobsRoute) -> Job:
 
 
 async def get_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
+    if route.job_id == "$count":  # OData's count segment, not a job id
+        return await count_jobs(request, route)
     _authorize(request, write=False)
+    check_query_options(request.query, GET_OPTIONS)
     job = _find_job(request, route)
     select = parse_select(request.query.get("$select"))
     now = request.config_dict[STORE].clock.now()
@@ -193,11 +240,14 @@ async def get_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
         cap = request.config_dict[CONFIG].retry_after_cap_s
         headers["Retry-After"] = str(min(cap, max(1, math.ceil(job.seconds_to_completion(now)))))
     body = project(job.to_graph(now, _job_url(request, route, job.id)), select)
-    return _json(200, {"value": body}, headers)
+    if _documented(request):  # the docs' examples: {"value": {job}}, no context
+        return _json(200, {"value": body}, headers)
+    return _json(200, {"@odata.context": _context(request, route, select, entity=True), **body}, headers)
 
 
 async def get_content(request: web.Request, route: ExportJobsRoute) -> web.Response:
     _authorize(request, write=False)
+    check_query_options(request.query, CONTENT_OPTIONS)
     job = _find_job(request, route)
     now = request.config_dict[STORE].clock.now()
     status = job.status(now)

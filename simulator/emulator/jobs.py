@@ -99,6 +99,9 @@ class Job:
             "id": self.id,
             "status": status,
             "createdDateTime": graph_time(self.created_at),
+            # Inherited from longRunningOperation; the docs never show a value, so null.
+            "lastActionDateTime": None,
+            "statusDetail": None,
             "expirationDateTime": graph_time(self.ends_at + RESULT_LIFETIME_S) if done else None,
             "goalsOrganizationId": self.organization_id,
             "explorerViewId": self.explorer_view_id,

@@ -14,11 +14,19 @@ finds it from the root app and from the control sub-app alike (in a sub-app,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from aiohttp import web
 
 from exportjobs.simulator.emulator.arrivals import ArrivalLog
 from exportjobs.simulator.emulator.jobs import Clock, JobStore
+
+# Which shapes the emulator answers in. "none": Graph's metadata, OData's JSON format and
+# every SDK generated from them (get-one is the bare entity, the inner error is innerError).
+# "documented": the shapes of the docs page's examples (get-one wrapped in {"value": ...},
+# the 409's inner error spelled innererror), so a client can be tested against both.
+Quirks = Literal["none", "documented"]
+QUIRKS: tuple[Quirks, ...] = ("none", "documented")
 
 
 @dataclass
@@ -32,6 +40,11 @@ class EmulatorConfig:
     max_body_bytes: int = 1024 * 1024
     retry_after_cap_s: int = 60
     arrival_log_size: int = 100_000
+    quirks: Quirks = "none"  # "documented": the docs examples' shapes (see QUIRKS)
+
+    def __post_init__(self) -> None:
+        if self.quirks not in QUIRKS:
+            raise ValueError(f"quirks must be one of {', '.join(QUIRKS)}, not {self.quirks!r}")
 
 
 CONFIG = web.AppKey("config", EmulatorConfig)
@@ -39,4 +52,4 @@ CLOCK = web.AppKey("clock", Clock)
 STORE = web.AppKey("store", JobStore)
 ARRIVALS = web.AppKey("arrivals", ArrivalLog)
 
-__all__ = ["ARRIVALS", "CLOCK", "CONFIG", "STORE", "EmulatorConfig"]
+__all__ = ["ARRIVALS", "CLOCK", "CONFIG", "QUIRKS", "STORE", "EmulatorConfig", "Quirks"]

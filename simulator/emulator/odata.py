@@ -1,14 +1,49 @@
 """The OData query options exportJobs supports: ``$filter`` on goalsOrganizationId only,
-and ``$select`` of the job's properties. Bad options raise ``GraphError`` as Graph words them.
+``$select`` of the job's properties, ``$count``. Any other system query option, and bad
+values of these, raise ``GraphError`` as Graph words them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from exportjobs.graph import JOB_PROPERTIES, GraphError
 
 _FILTER_CLAUSE = re.compile(r"^\s*([A-Za-z_@.]+)\s+(\w+)\s+'([^']*)'\s*$")
+
+# OData's system query options, by the names Graph's query validator gives them in its
+# "Query option 'Top' is not allowed" message (ASP.NET OData's AllowedQueryOptions).
+SYSTEM_QUERY_OPTIONS = {
+    "$filter": "Filter", "$select": "Select", "$count": "Count", "$top": "Top",
+    "$skip": "Skip", "$orderby": "OrderBy", "$expand": "Expand", "$search": "Search",
+    "$format": "Format", "$skiptoken": "SkipToken", "$deltatoken": "DeltaToken",
+    "$apply": "Apply", "$compute": "Compute", "$levels": "Levels", "$index": "Index",
+}
+
+# The options each read accepts; every other system option is refused.
+LIST_OPTIONS = frozenset({"$filter", "$select", "$count"})
+GET_OPTIONS = frozenset({"$select"})
+COUNT_OPTIONS = frozenset({"$filter"})
+CONTENT_OPTIONS: frozenset[str] = frozenset()
+
+
+def check_query_options(names: Iterable[str], allowed: frozenset[str]) -> None:
+    """Refuse a system query option (``$`` and a known name, any case) not in ``allowed``.
+
+    Graph's wording (its OData query validator): 400 "The query specified in the URI is
+    not valid. Query option 'Top' is not allowed. ..." Other parameters are left alone.
+    """
+    for name in names:
+        key = name.lower()
+        if key in SYSTEM_QUERY_OPTIONS and key not in allowed:
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"The query specified in the URI is not valid. Query option "
+                f"'{SYSTEM_QUERY_OPTIONS[key]}' is not allowed. To allow it, set the "
+                "'AllowedQueryOptions' property on EnableQueryAttribute or QueryValidationSettings.",
+            )
 
 
 def parse_filter(expr: str) -> set[str] | None:
@@ -32,12 +67,12 @@ def parse_filter(expr: str) -> set[str] | None:
 
 
 def parse_select(raw: str | None) -> list[str] | None:
-    """The properties a ``$select`` keeps (None: all of them)."""
+    """The properties a ``$select`` keeps (None: all of them); an empty one is refused."""
     if raw is None:
         return None
-    wanted = [p.strip() for p in raw.split(",") if p.strip()]
-    if not wanted:  # an empty $select selects nothing away
-        return None
+    wanted = list(dict.fromkeys(p.strip() for p in raw.split(",") if p.strip()))
+    if not wanted:
+        raise GraphError(400, "BadRequest", "The value for OData query '$select' cannot be empty.")
     for prop in wanted:
         if prop not in JOB_PROPERTIES:
             raise GraphError(
@@ -46,6 +81,16 @@ def parse_select(raw: str | None) -> list[str] | None:
                 f"Could not find a property named '{prop}' on type 'microsoft.graph.goalsExportJob'.",
             )
     return wanted
+
+
+def parse_count(raw: str | None) -> bool:
+    """Whether a list asks for ``@odata.count`` (``$count=true``); OData allows true or false."""
+    if raw is None:
+        return False
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise GraphError(400, "BadRequest", f"'{raw}' is not a valid count option.")
+    return value == "true"
 
 
 def project(job: dict[str, object], select: list[str] | None) -> dict[str, object]:

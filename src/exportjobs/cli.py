@@ -17,6 +17,7 @@ from exportjobs import __version__
 from exportjobs import scenarios as shipped
 from exportjobs.graph import is_guid
 from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
+from exportjobs.simulator.emulator.keys import QUIRKS
 
 UNSAFE_BANNER = (
     "!!! UNSAFE: --unsafe-race-window-ms {ms:g} !!!\n"
@@ -63,6 +64,10 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="a known goalsOrganizationId (repeatable); others get 404")
     p.add_argument("--unsafe-race-window-ms", type=_non_negative, default=0.0, metavar="MS",
                    help="DELIBERATELY BROKEN: await MS between duplicate check and insert")
+    p.add_argument("--quirks", choices=QUIRKS, default="none",
+                   help="documented: answer in the shapes of the docs page's examples (get-one "
+                   "wrapped in {\"value\": ...}, the 409's inner error spelled innererror), to "
+                   "test that a client copes with both (default none: Graph's metadata and SDKs)")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
     p.set_defaults(func=_serve)
 
@@ -73,6 +78,7 @@ def _serve(args: argparse.Namespace) -> int:
         run_for=args.run_for,
         known_organizations=args.known_org,
         unsafe_race_window_ms=args.unsafe_race_window_ms,
+        quirks=args.quirks,
     )
     if config.unsafe_race_window_ms > 0:
         print(UNSAFE_BANNER.format(ms=config.unsafe_race_window_ms), file=sys.stderr, flush=True)
@@ -131,6 +137,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="never draw progress lines")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="print every request and response as it happens (tokens and cookies redacted)")
+    p.add_argument("--quirks", choices=QUIRKS, default="none",
+                   help="the embedded emulator's shapes (see: exportjobs serve --help)")
     p.set_defaults(func=_run)
 
 
@@ -181,6 +189,9 @@ def _run(args: argparse.Namespace) -> int:
         if not scenario_file.exists():
             print(f"(shipped scenarios run by name: {', '.join(shipped.names())})", file=sys.stderr)
         return 2
+    if args.quirks != "none" and (args.target or scenario.target):
+        return usage("--quirks shapes the embedded emulator only; this run has a target (start "
+                     "that emulator with: exportjobs serve --quirks ...)")
     for name, near in unused_variables(scenario, set(overrides)):
         print(f"exportjobs run: warning: --var {name} is not a variable of {args.scenario}"
               + (f"; did you mean {near}?" if near else "; it is not used"), file=sys.stderr)
@@ -208,7 +219,8 @@ def _run(args: argparse.Namespace) -> int:
                                       overrides=overrides, ssl_context=ssl_context,
                                       progress=progress, connect_timeout=args.connect_timeout,
                                       response_timeout=args.timeout, stop=stop,
-                                      on_exchange=show if args.verbose else None)
+                                      on_exchange=show if args.verbose else None,
+                                      emulator_config=EmulatorConfig(quirks=args.quirks))
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)

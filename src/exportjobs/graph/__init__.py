@@ -1,9 +1,10 @@
 """What Microsoft Graph's exportJobs API is, in one place: paths (``routes``), the
-resource (``resource``), what a create must be (``create``), error bodies (``errors``), ids (``ids``), media types (``media``),
+resource (``resource``), the ``@odata.context`` of bodies (``context``), what a create must be (``create``), error bodies (``errors``), ids (``ids``), media types (``media``),
 timestamps (``dates``) and the JSON form of bodies (``jsontext``). The standard library only: the emulator, the
 proxy addons, the simulator and the benchmarks all build on it.
 """
 
+from exportjobs.graph.context import odata_context
 from exportjobs.graph.create import CreateBody, create_key, parse_create
 from exportjobs.graph.dates import graph_date, graph_time
 from exportjobs.graph.errors import HTTP_ERRORS, JSON_CONTENT_TYPE, GraphError, error_body, error_json
@@ -18,5 +19,5 @@ __all__ = [
     "JSON_CONTENT_TYPE", "MAX_JSON_DEPTH", "ODATA_CONTENT_TYPE", "ODATA_TYPE", "PENDING_STATUSES",
     "REQUEST_JSON", "CreateBody", "ExportJobsRoute", "GraphError", "JsonTooDeep", "compact_json",
     "create_key", "error_body", "error_json", "graph_date", "graph_time", "is_guid", "json_depth",
-    "load_json", "match_exportjobs", "new_request_id", "parse_create",
+    "load_json", "match_exportjobs", "new_request_id", "odata_context", "parse_create",
 ]

@@ -39,7 +39,9 @@ def error_body(
 ) -> dict[str, Any]:
     """A Graph error body: ``{"error": {code, message, target?, innerError: {...}}}``.
 
-    ``inner_key`` exists because Graph's own 409 example spells it ``innererror``.
+    ``inner_key`` is ``innerError`` (Graph's error format; the SDKs read only that spelling);
+    it exists because the docs' own 409 example spells it ``innererror``, which the
+    emulator reproduces on request (``quirks="documented"``).
     """
     inner: dict[str, Any] = {}
     if inner_code is not None:

@@ -154,4 +154,4 @@ class Faults(FailClosed):
         self.injected += 1
 
 
-__all__ = ["Faults", "INJECTED_META", "FAULT_HEADER", "fault_response", "injected_note"]
+__all__ = ["FAULT_HEADER", "INJECTED_META", "Faults", "fault_response", "injected_note"]

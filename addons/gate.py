@@ -228,4 +228,4 @@ class RaceGate(FailClosed):
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-__all__ = ["RaceGate", "GateReport", "create_pair"]
+__all__ = ["GateReport", "RaceGate", "create_pair"]

@@ -208,7 +208,7 @@ def install_error_answers() -> None:
             reply = yield command
 
     handle_protocol_error.__exportjobs_guarded__ = True  # type: ignore[attr-defined]
-    stream_cls.handle_protocol_error = handle_protocol_error
+    stream_cls.handle_protocol_error = handle_protocol_error  # type: ignore[method-assign]
 
 
-__all__ = ["ANSWER", "FailClosed", "answer_with", "answer_response", "install_error_answers"]
+__all__ = ["ANSWER", "FailClosed", "answer_response", "answer_with", "install_error_answers"]

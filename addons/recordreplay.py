@@ -74,7 +74,7 @@ class _Exchange:
     (A plain class: mitmproxy runs scripts outside sys.modules, where @dataclass fails.)
     """
 
-    __slots__ = ("tag", "method", "path", "number", "request", "note", "injected")
+    __slots__ = ("injected", "method", "note", "number", "path", "request", "tag")
 
     def __init__(self, tag: str, method: str, path: str) -> None:
         self.tag = tag
@@ -144,7 +144,7 @@ class ExportJobs(FailClosed):
         self.scope = Scope(ctx.options.exportjobs_hosts)
         try:
             self._configure(updated)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure to apply settings refuses traffic
             refused = (exc if isinstance(exc, exceptions.OptionsError) else exceptions.OptionsError(
                 f"exportjobs: cannot apply the settings ({type(exc).__name__}: {exc})"))
             self.refusal = str(refused)
@@ -268,7 +268,7 @@ class ExportJobs(FailClosed):
         if self.mode == "replay":
             try:
                 self._answer(flow, exchange)
-            except Exception as exc:  # fail closed: an unanswered flow would go to the network
+            except Exception as exc:  # noqa: BLE001 - fail closed: an unanswered flow would go out
                 log.error("cassette %s: cannot replay %s %s (%s)", self.cassette_name, req.method,
                           exchange.path, exc)
                 flow.response = replay_failed_response(flow.request, self.cassette_name, exc)

@@ -13,7 +13,7 @@ from typing import Any
 try:  # mitmproxy 9+: hands every log record to every addon as the deprecated add_log event
     from mitmproxy.log import LegacyLogEvents as _FAN_OUT
 except ImportError:  # pragma: no cover - an older or no mitmproxy
-    _FAN_OUT = ()  # type: ignore[assignment]
+    _FAN_OUT = ()  # type: ignore[assignment,misc]
 
 
 def shown(logger: logging.Logger, level: int) -> bool:

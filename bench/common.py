@@ -144,7 +144,7 @@ def run_wrk(wrk: str, url: str, mode: str, opts: Options, duration_s: int | None
     raise BenchError(f"wrk printed no result (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
 
 
-def run_wrk_on(server: "Server", wrk: str, mode: str, opts: Options,
+def run_wrk_on(server: Server, wrk: str, mode: str, opts: Options,
                duration_s: int | None = None) -> WrkResult:
     """``run_wrk`` against ``server``, noting the CPU time the server spent meanwhile."""
     before = server.cpu_seconds()
@@ -178,7 +178,7 @@ class Server:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         self._log = tempfile.TemporaryFile()
         cpus = self.cpus
         self.process = subprocess.Popen(

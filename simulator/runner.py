@@ -323,7 +323,7 @@ class Runner:
         except RequestError as exc:  # a saved value that cannot go where the step puts it
             result.checks.append(Check("request", False, "a request that can be sent",
                                        f"{exc} ({self.scenario.source}:{step.line})"))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a step's own failure, never the run's traceback
             result.checks.append(Check("step", False, "the step to run",
                                        f"an internal error ({type(exc).__name__}: {exc}) at "
                                        f"{self.scenario.source}:{step.line}; please report it"))

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import resource
-import uuid
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from exportjobs.graph import COLLECTION_PATH
 from exportjobs.simulator.emulator.app import EmulatorConfig, RunningEmulator, start_emulator
 from exportjobs.simulator.emulator.auth import fake_token
-
-COLLECTION = COLLECTION_PATH
+from tests.support.emulator import COLLECTION, new_pair  # noqa: F401 - re-exported for fixtures
 
 # Race tests hold ~1,000 sockets in one process (both ends of 500 connections).
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -21,9 +18,6 @@ if _soft != resource.RLIM_INFINITY and _soft < 8192:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(8192, _hard), _hard))
 
 
-def new_pair() -> dict[str, str]:
-    """A create body for a fresh (organization, view) pair."""
-    return {"goalsOrganizationId": str(uuid.uuid4()), "explorerViewId": str(uuid.uuid4())}
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ class EmbeddedEmulator:
         self._stop = asyncio.Event()
         try:
             self.running = await start_emulator(self.config, host=self.host, port=self.port)
-        except BaseException as exc:  # handed to the starting thread
+        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread, re-raised there
             self._error = exc
             self._ready.set()
             return

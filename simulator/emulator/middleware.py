@@ -49,7 +49,7 @@ async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResp
     try:
         check_expect(request)
         response = await handler(request)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the one place errors become Graph errors
         response = _error_for(exc, request, request_id, echoed_id)
     if not request.content.is_eof() or request.content.exception() is not None:
         # A body nobody read (a GET's, or one behind an earlier error) is drained here,
@@ -57,7 +57,7 @@ async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResp
         # replaces a success; an error already chosen stands.
         try:
             await read_body(request)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - rendered like the handler's own errors
             if response.status < 400 or not isinstance(exc, (GraphError, ClientGone)):
                 response = _error_for(exc, request, request_id, echoed_id)
     if request.content.exception() is not None:  # its body failed: the stream is unusable

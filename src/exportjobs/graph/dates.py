@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
 
 def graph_date(moment: datetime | None = None) -> str:
     """ISO 8601 UTC with a Z, as Graph writes timestamps (``2023-06-19T12:06:03.0024Z``)."""
     if moment is None:  # now: every error body has one, so take graph_time's cheaper path
         return graph_time(time.time())
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-2] + "Z"
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-2] + "Z"
 
 
 # The last whole second graph_time formatted: consecutive creates mostly share it.

@@ -58,10 +58,11 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"))
 # json.dumps builds an encoder, and the encoder a C encoder, on every call; every response
 # body goes through here, so build the C one once. Our payloads never hold cycles, so it
 # skips the circular check (markers=None); the text is the same either way.
+_MAKE_ENCODER = getattr(json.encoder, "c_make_encoder", None)  # private: absent from the stubs
 _C_COMPACT = (
     None
-    if json.encoder.c_make_encoder is None
-    else json.encoder.c_make_encoder(
+    if _MAKE_ENCODER is None
+    else _MAKE_ENCODER(
         None, _COMPACT.default, json.encoder.encode_basestring_ascii, None, ":", ",",
         False, False, True,
     )

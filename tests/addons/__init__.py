@@ -1,0 +1,1 @@
+"""The mitmproxy addons (exportjobs.addons): record, replay, faults, the gate."""

@@ -1,0 +1,1 @@
+"""The emulator (exportjobs.simulator.emulator): the service as clients see it."""

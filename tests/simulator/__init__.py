@@ -1,0 +1,1 @@
+"""The scenario runner (exportjobs.simulator): loading, running, reports."""

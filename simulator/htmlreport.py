@@ -36,6 +36,7 @@ th{background:#f4f5f7;font-weight:600}
 .step.failed{border-color:#b3261e}.muted{color:#5f6670}
 .broken{color:#b3261e}pre{background:#f6f7f9;border:1px solid #e3e5e8;padding:8px;overflow-x:auto;
 white-space:pre-wrap;word-break:break-all;font-size:12px;margin:4px 0}
+details.exchanges summary h3{display:inline}
 .exchange{display:grid;grid-template-columns:1fr 1fr;gap:10px}
 svg{display:block;margin:6px 0;font:11px system-ui,sans-serif;max-width:100%;height:auto}
 .legend span{margin-right:14px;white-space:nowrap}.swatch{display:inline-block;width:10px;height:10px;
@@ -164,9 +165,12 @@ def _step(step: dict[str, Any]) -> Iterator[str]:
         yield "</ul>"
     exchanges = list(_exchanges(step))
     if exchanges:
-        yield f"<h3>Exchanges ({len(exchanges)})</h3>"
+        # Open where a check broke (the exchange explains it); folded away where all held.
+        yield (f"<details class=\"exchanges\"{' open' if broken else ''}><summary><h3>Exchanges "
+               f"({len(exchanges)})</h3></summary>")
         for exchange in exchanges:
             yield _exchange(exchange)
+        yield "</details>"
     if step.get("kind") == "burst" and isinstance(details.get("timeline"), dict):
         yield from _burst(details)
     if step.get("kind") == "load" and isinstance(details.get("series"), dict):
@@ -206,18 +210,47 @@ def _message(part: Any, first_line: str) -> str:
         lines += [": ".join(map(str, h)) if isinstance(h, (list, tuple)) else str(h) for h in headers]
     body = part.get("body")
     if body not in (None, ""):
-        lines += ["", body if isinstance(body, str) else json.dumps(body, indent=2, default=str)]
+        lines += ["", _readable(body)]
     rest = {k: v for k, v in part.items() if k not in ("headers", "body", "method", "url", "status", "reason")}
     if rest:
         lines += ["", json.dumps(rest, indent=2, default=str)]
     return _cut("\n".join(lines))
 
 
+def _readable(body: Any) -> str:
+    """A body to read: JSON indented (whole JSON text too), anything else as it is."""
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return body
+    return json.dumps(body, indent=2, ensure_ascii=False, default=str)
+
+
 def _cut(text: str) -> str:
     return text if len(text) <= MAX_BODY_CHARS else text[:MAX_BODY_CHARS] + f"\n... ({len(text):,} characters)"
 
 
+def _as_messages(exchange: dict[str, Any]) -> dict[str, Any]:
+    """The runner's flat exchange record (``simulator.exchange.Exchange.as_data``) as a
+    request and a response message; other shapes pass as they are."""
+    if not {"method", "status"} <= exchange.keys():
+        return exchange
+    request = {"method": exchange.get("method"), "url": exchange.get("url"),
+               "headers": exchange.get("request_headers"), "body": exchange.get("request_body")}
+    status = exchange.get("status")
+    response: dict[str, Any] = {"status": status, "headers": exchange.get("response_headers"),
+                                "body": exchange.get("response_body")}
+    if status is None:
+        response["reason"] = f"({exchange.get('error')})"
+    shown = {"latency_ms": exchange.get("latency_ms"), "copy": exchange.get("copy")}
+    return {"request": request, "response": response,
+            **{k: v for k, v in shown.items() if v is not None}}
+
+
 def _exchange(exchange: Any) -> str:
+    if isinstance(exchange, dict):
+        exchange = _as_messages(exchange)
     if not isinstance(exchange, dict) or not ({"request", "response"} & exchange.keys()):
         return f"<pre class=\"exchange-raw\">{_e(_message(exchange, ''))}</pre>"
     request, response = exchange.get("request"), exchange.get("response")

@@ -288,7 +288,8 @@ def _burst(details: dict[str, Any]) -> Iterator[str]:
     sends = [r["last_byte_ms"] for r in rows if isinstance(r.get("last_byte_ms"), (int, float))]
     firsts = [r["first_byte_ms"] for r in rows if isinstance(r.get("first_byte_ms"), (int, float))]
     answers = [r["response_ms"] for r in rows if isinstance(r.get("response_ms"), (int, float))]
-    core = sends + [a["ms"] for a in arrivals] + answers
+    arrived = [r["arrival_ms"] for r in rows if isinstance(r.get("arrival_ms"), (int, float))]
+    core = sends + [a["ms"] for a in arrivals] + arrived + answers
     if not core:
         return
     lo, hi = min(core), max(core)
@@ -363,6 +364,12 @@ def _burst(details: dict[str, Any]) -> Iterator[str]:
                            f"stroke=\"{colour}\"><title>first byte {_num(first)} ms</title></circle>")
             out.append(f"<rect class=\"last-byte\" x=\"{x(last) - 1:.2f}\" y=\"{y - 4:.1f}\" width=\"2\" height=\"8\" "
                        f"fill=\"{colour}\"><title>last byte {_num(last)} ms</title></rect>")
+        reached = r.get("arrival_ms")
+        if isinstance(reached, (int, float)):
+            rx = x(reached)
+            out.append(f"<rect class=\"arrival-mark\" x=\"{rx - 3:.2f}\" y=\"{y - 3:.1f}\" width=\"6\" "
+                       f"height=\"6\" fill=\"#ffffff\" stroke=\"{colour}\" stroke-width=\"1.5\"><title>reached "
+                       f"the server {_num(reached)} ms</title></rect>")
         if isinstance(answer, (int, float)):
             ax = x(answer)
             out.append(f"<path class=\"response\" d=\"M{ax - 4:.2f} {y:.1f}L{ax:.2f} {y - 4:.1f}L{ax + 4:.2f} "
@@ -384,9 +391,12 @@ def _burst(details: dict[str, Any]) -> Iterator[str]:
               ("5xx", status_colour(500)), ("no response", _OTHER)]
     yield _legend(legend)
     yield ("<p class=\"muted\">Times in ms from the release (the first request's last byte). Per request: "
-           "\u25cb first byte written, \u258e last byte written, \u25c6 response read"
-           + (", and on top the server's arrival log (its last byte, as the emulator saw it; arrivals are not "
-              "tied to rows)" if arrivals else "") + ". " + "; ".join(_e(n) for n in notes) + "</p>")
+           "\u25cb first byte written, \u258e last byte written, "
+           + ("\u25a1 reached the server (its last byte, as the emulator logged it, matched by the "
+              "request's own client-request-id), " if arrived else "")
+           + "\u25c6 response read"
+           + (", and on top every arrival the server logged" if arrivals else "") + ". "
+           + "; ".join(_e(n) for n in notes) + "</p>")
 
 
 def _ticks(lo: float, hi: float, count: int = 8) -> list[float]:

@@ -19,12 +19,14 @@ keeps those its checks judged, and ``on_exchange`` sees every one as it happens 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -410,6 +412,7 @@ class Runner:
         release: str = spec.release
         if self._control:
             await self._control_call(self._control.clear_arrivals())
+            requests = _tagged(requests, spec.count)
         timeout = self._timeout(spec.request)
         if spec.spacing is not None:
             burst = await _spaced(client, requests, spec.count, float(spec.spacing), timeout)
@@ -442,6 +445,7 @@ class Runner:
                 # so its monotonic clock is ours: arrivals go on the same time axis.
                 timeline["arrivals"] = [{"ms": round((a.monotonic_us * 1000 - origin) / 1e6, 4), "status": a.status}
                                         for a in arrivals.arrivals[:TIMELINE_ROWS]] if origin else []
+                _arrivals_on_rows(timeline, arrivals.arrivals, requests, origin)
         failures = [o.error for o in burst.outcomes if o.status is None]
         if failures:
             result.details["no_response"] = f"{len(failures)} (first: {failures[0]})"
@@ -524,6 +528,29 @@ class Runner:
             return await call
         except EmulatorError:
             return None
+
+
+def _tagged(requests: PreparedRequest | list[PreparedRequest], count: int) -> list[PreparedRequest]:
+    """Each copy of a burst with a client-request-id of its own (as Graph's SDKs send one),
+    unless the scenario sets one: the emulator logs it, so each arrival finds its row."""
+    copies = requests if isinstance(requests, list) else [requests] * count
+    if any(name.lower() == "client-request-id" for name in copies[0].headers):
+        return copies
+    return [dataclasses.replace(c, headers={**c.headers, "client-request-id": str(uuid.uuid4())})
+            for c in copies]
+
+
+def _arrivals_on_rows(timeline: dict[str, Any], arrivals: Sequence[Any],
+                      requests: PreparedRequest | list[PreparedRequest], origin: int) -> None:
+    """Each timeline row's server arrival (ms from the release), matched by the copy's own
+    client-request-id; rows whose copy has no logged arrival get none."""
+    if not origin or not isinstance(requests, list):
+        return
+    at = {a.client_request_id: a.monotonic_us for a in arrivals if a.client_request_id}
+    for row, copy in zip(timeline["rows"], requests):
+        us = at.get(copy.headers.get("client-request-id"))
+        if us is not None:
+            row["arrival_ms"] = round((us * 1000 - origin) / 1e6, 4)
 
 
 def _job_status(outcome: Outcome) -> Any:

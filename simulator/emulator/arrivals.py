@@ -21,6 +21,9 @@ class Arrival:
     monotonic_us: int
     status: int = 0
     job_id: str | None = None
+    # The create's client-request-id (cut to 128 characters): a client that sends a distinct
+    # one per request, as Graph's SDKs do, can tie each arrival to its own request.
+    client_request_id: str | None = None
 
 
 @dataclass
@@ -30,7 +33,8 @@ class ArrivalLog:
     entries: deque[Arrival] = field(default_factory=deque)
 
     def record(self, request: web.Request) -> Arrival:
-        arrival = Arrival(arrival_ns(request) // 1000)
+        arrival = Arrival(arrival_ns(request) // 1000,
+                          client_request_id=request.headers.get("client-request-id", "")[:128] or None)
         self.entries.append(arrival)
         return arrival
 

@@ -115,6 +115,7 @@ class Arrival:
     monotonic_us: int
     status: int
     job_id: str | None
+    client_request_id: str | None = None  # as the create sent it
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,8 @@ class Arrivals:
     @classmethod
     def from_json(cls, data: object) -> Arrivals:
         entries = tuple(
-            Arrival(_get(a, "monotonicUs", int), _get(a, "status", int), _get(a, "jobId", str, type(None)))
+            Arrival(_get(a, "monotonicUs", int), _get(a, "status", int), _get(a, "jobId", str, type(None)),
+                    a.get("clientRequestId") if isinstance(a.get("clientRequestId"), str) else None)
             for a in _get(data, "arrivals", list)
         )
         return cls(entries, _get(data, "spreadUs", int), _get(data, "readAt", str))

@@ -99,7 +99,8 @@ async def arrivals(request: web.Request) -> web.Response:
     times = [a.monotonic_us for a in entries]
     return _ok({
         "arrivals": [
-            {"monotonicUs": a.monotonic_us, "status": a.status, "jobId": a.job_id} for a in entries
+            {"monotonicUs": a.monotonic_us, "status": a.status, "jobId": a.job_id,
+             "clientRequestId": a.client_request_id} for a in entries
         ],
         "spreadUs": (max(times) - min(times)) if times else 0,
         "readAt": graph_date(),

@@ -110,6 +110,8 @@ def test_the_page_is_drawn_from_the_json_report(reports):
     assert burst["total"] == BURST and len(burst["rows"]) == BURST
     for row in burst["rows"]:
         assert row["first_byte_ms"] <= row["last_byte_ms"] <= row["response_ms"]
+        # each request's own arrival, matched by the client-request-id its copy carried
+        assert row["arrival_ms"] <= row["response_ms"]
     assert [r["status"] for r in burst["rows"]].count(201) == 1
     assert burst["rows"][burst["winner"]]["status"] == 201
     assert len(burst["arrivals"]) == BURST  # the embedded emulator's arrival log
@@ -146,6 +148,7 @@ def test_chromium_shows_every_element_and_takes_a_screenshot(reports):
     winners = seen.having("winner", "g")
     assert len(winners) == 1 and winners[0]["data-status"] == "201"
     assert len(seen.having("arrival", "line")) == BURST
+    assert len(seen.having("arrival-mark", "rect")) == BURST  # one per row
     assert len(seen.having("response", "path")) == BURST
     thresholds = {a["data-name"] for a in seen.having("threshold", "g")}
     assert thresholds == {"p95_ms", "max_ms", "min_rps", "error_rate"}

@@ -15,6 +15,7 @@ import yaml
 from exportjobs.addons.cassette import load_cassette
 from exportjobs.cli import main
 from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
+from exportjobs.simulator.emulator.auth import fake_token
 from tests.support.proxy import COLLECTION, RACE_PAIR, ProxiedClient, auth_headers
 
 FAST = ["--start-after", "0.3", "--run-for", "0.3"]
@@ -209,3 +210,29 @@ class socket_closed:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+async def test_the_documented_quirks_are_found(recorded: Path) -> None:
+    """The docs' example shapes (get-one wrapped in ``value``, ``innererror``) are exactly
+    what a client would notice, so conform names them."""
+    code, out, _ = await run_conform(recorded, "--quirks", "documented")
+    assert code == 1, out
+    assert "json error.innererror.code" in out and "json error.innerError.code" in out
+    assert "json value.id" in out
+
+
+async def test_token_env_is_used_and_never_printed(recorded: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = await run_conform(recorded, "--token-env", "EXPORTJOBS_TEST_UNSET_TOKEN")
+    assert code == 2 and "EXPORTJOBS_TEST_UNSET_TOKEN" in err
+    # The token is the one sent: one without the export scopes gets the target's 403s.
+    monkeypatch.setenv("EXPORTJOBS_TEST_TOKEN", fake_token("User.Read"))
+    code, out, _ = await run_conform(recorded, "--token-env", "EXPORTJOBS_TEST_TOKEN")
+    assert code == 1 and "403" in out, out
+    secret = "opaque-secret-token-6f1c2"
+    monkeypatch.setenv("EXPORTJOBS_TEST_TOKEN", secret)
+    report = tmp_path / "report.json"
+    code, out, err = await run_conform(recorded, "--token-env", "EXPORTJOBS_TEST_TOKEN",
+                                       "--report-json", str(report))
+    assert code == 0, out
+    assert secret not in out + err + report.read_text()

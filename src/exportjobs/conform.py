@@ -232,8 +232,13 @@ def _check_id(differ: Callable[[str, Any, Any], None], where: str, was: str | No
 def _compare_json(number: int, request: str, was: Any, now: Any, ids: IdMap) -> list[Difference]:
     found: list[Difference] = []
     was_paths, now_paths = key_paths(was), key_paths(now)
+    missing: list[str] = []  # a key absent on one side: its descendants are not listed too
     for path in sorted(was_paths.keys() | now_paths.keys()):
         where = f"json {path}"
+        if any(path.startswith(m) and path[len(m)] in ".[" for m in missing):
+            continue
+        if (path in was_paths) != (path in now_paths):
+            missing.append(path)
         if path not in now_paths:
             found.append(Difference(number, request, where, _show(was_paths[path]), "(absent)"))
             continue

@@ -208,8 +208,9 @@ class ExportJobs(FailClosed):
         Nothing here destroys a cassette: ``all`` writes beside it and replaces it on the
         first interaction, ``once`` records only where nothing is recorded, ``new_episodes``
         appends after the file's complete documents."""
-        exists = os.path.exists(cassette)
-        index = self._load(cassette) if exists and record_mode != "all" else None
+        # none replays only: a missing cassette is an error (named by the loader), not a recording
+        load = record_mode == "none" or (record_mode != "all" and os.path.exists(cassette))
+        index = self._load(cassette) if load else None
         if record_mode == "none" or (record_mode == "once" and index is not None and index.size):
             return "replay", index, None
         header = new_header(graph_date(), f"exportjobs {_version('exportjobs')}, "

@@ -144,7 +144,7 @@ def load_index(path: str | os.PathLike[str], exhausted: str = REPEAT_LAST) -> tu
 NEAR_SCAN = 100_000  # recorded keys looked at, at most, to find candidates
 NEAR_COMPARE = 50  # candidates compared part by part, at most
 NEAR_SHOWN = 2  # nearest recordings named in a miss
-_VALUE_CHARS = 60
+_VALUE_CHARS = 120  # a value shown in a miss is cut after this many characters
 
 
 def _shown(value: Any) -> str:

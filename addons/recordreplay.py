@@ -104,6 +104,7 @@ class ExportJobs(FailClosed):
         self._recording = 0  # appends under way
         self.mode = "passthrough"  # or record, replay, new_episodes (replay, record the misses)
         self.record_mode: str | None = None
+        self._last_number = 0  # the highest interaction number of the cassette last loaded
         self.scope = Scope()
         self.redactor = Redactor()
         self.upstream: Upstream | None = None
@@ -199,6 +200,7 @@ class ExportJobs(FailClosed):
                 f"{str(exc)[:200]}); fix that file or re-record it with --mode record") from None
         if loaded.torn:
             log.warning("cassette %s: %s", cassette, loaded.torn)
+        self._last_number = max((i.get("interaction", 0) for i in loaded.interactions), default=0)
         return index
 
     def _open(self, record_mode: str, cassette: str) -> tuple[str, ReplayIndex | None,
@@ -258,6 +260,9 @@ class ExportJobs(FailClosed):
             if writer is not None:
                 self.timeline = Timeline()
                 self.started_at = time.time()
+                if mode == "new_episodes" and index is not None and index.size:
+                    # appended interactions are numbered on from the cassette's last
+                    self.timeline._next = self._last_number + 1
         if self.writer is not None and self.writer is not writer:
             self.writer.close_now()
         self.mode, self.upstream, self.redactor, self.index, self.writer = (

@@ -124,6 +124,7 @@ async def test_new_episodes_appends_only_the_miss_and_connects_only_for_it(tmp_p
     after = cassette.read_bytes()
     assert after.startswith(before) and len(after) > len(before)
     assert _urls(cassette) == [RECORDED, NEW]
+    assert [i["interaction"] for i in load_cassette(cassette).interactions] == [1, 2]
     # the appended cassette replays both, offline
     spy = ConnectSpy()
     replay = await proxies("replay", cassette, extra_addons=[spy])

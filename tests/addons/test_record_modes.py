@@ -136,7 +136,8 @@ async def test_new_episodes_appends_only_the_miss_and_connects_only_for_it(tmp_p
 async def test_new_episodes_cuts_a_torn_tail_before_appending(tmp_path, proxies, emulator):
     cassette = await _existing(tmp_path, proxies, emulator)
     before = cassette.read_bytes()
-    cassette.write_bytes(before + b"---\ninteraction: 2\nrequest: {method: GE")  # a crash's tail
+    # a crash's tail, longer than what is appended after it
+    cassette.write_bytes(before + b"---\ninteraction: 2\nrequest: {method: GE" + b"T" * 20_000)
     proxy = await proxies("replay", cassette, emulator.url, record_mode="new_episodes")
     assert await _get(proxy, NEW) == 200
     await proxy.close()
@@ -190,3 +191,36 @@ async def test_an_unknown_record_mode_is_refused_by_name(tmp_path, proxies):
         await proxies("replay", tmp_path / "x.yaml", record_mode="sometimes")
     assert caught.value.option == "exportjobs_record_mode"
     assert "new_episodes" in caught.value.problem
+
+
+class UndoesReplay:
+    """A hook (not ours) that removes the answer replay gave, so the flow would go out."""
+
+    def request(self, flow) -> None:
+        if flow.response is not None and "x-exportjobs-replay" in flow.response.headers:
+            flow.response = None
+
+
+async def test_new_episodes_opens_a_connection_for_a_miss_never_for_a_hit(tmp_path, proxies,
+                                                                          emulator):
+    """The connection-level lock: with the service's host in scope, a hit whose answer a
+    hook removed is still never sent (502), while a miss goes out and is recorded."""
+    host = f"127.0.0.1:{emulator.port}"
+    cassette = tmp_path / "direct.yaml"
+    recorder = await proxies("record", cassette, hosts=[host])
+    async with aiohttp.ClientSession() as session:
+        client = ProxiedClient(session, recorder.url, emulator.url)
+        assert (await client.call("GET", RECORDED, headers=auth_headers())).status == 200
+    await recorder.close()
+    before = cassette.read_bytes()
+    proxy = await proxies("replay", cassette, hosts=[host], record_mode="new_episodes",
+                          extra_addons=[UndoesReplay()])
+    async with aiohttp.ClientSession() as session:
+        client = ProxiedClient(session, proxy.url, emulator.url)
+        hit = await client.call("GET", RECORDED, headers=auth_headers())
+        miss = await client.call("GET", NEW, headers=auth_headers())
+    assert hit.status == 502 and hit.json["error"]["code"] == "badGateway"
+    assert miss.status == 200
+    await proxy.close()
+    assert cassette.read_bytes().startswith(before)
+    assert _urls(cassette) == [RECORDED, NEW]

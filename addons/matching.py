@@ -237,5 +237,6 @@ def explain_miss(index: ReplayIndex, request: dict[str, Any]) -> str:
     """One line naming the nearest recordings and what differs, or that there is none."""
     nearest = near_misses(index, request)
     if not nearest:
-        return "no recording with the same method or path"
+        among = f" among the first {NEAR_SCAN} looked at" if len(index._sequences) > NEAR_SCAN else ""
+        return f"no recording with the same method or path{among}"
     return " | ".join(near.describe() for near in nearest)

@@ -134,3 +134,109 @@ def load_index(path: str | os.PathLike[str], exhausted: str = REPEAT_LAST) -> tu
     returns cannot fail."""
     cassette = load_cassette(path)
     return cassette, ReplayIndex(cassette.interactions, exhausted)
+
+
+# --- near misses -----------------------------------------------------------------------------
+#
+# Computed only for a request that missed, never on a hit: a miss costs one pass over the
+# recorded keys (bounded by NEAR_SCAN) and a comparison with at most NEAR_COMPARE of them.
+
+NEAR_SCAN = 100_000  # recorded keys looked at, at most, to find candidates
+NEAR_COMPARE = 50  # candidates compared part by part, at most
+NEAR_SHOWN = 2  # nearest recordings named in a miss
+_VALUE_CHARS = 120  # a value shown in a miss is cut after this many characters
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return repr(text if len(text) <= _VALUE_CHARS else text[:_VALUE_CHARS] + "...")
+
+
+def _body_fields(body: tuple[str, str] | None) -> dict[str, Any] | None:
+    if body is None or body[0] != "json":
+        return None
+    value = json.loads(body[1])
+    return value if isinstance(value, dict) else None
+
+
+def key_differences(recorded: Key, got: Key) -> list[str]:
+    """What differs between a recorded request's key and a live one's, part by part, in
+    VCR.py's words: ``query parameter $filter differs: recorded 'x', got 'y'``."""
+    out = []
+    if recorded[0] != got[0]:
+        out.append(f"method differs: recorded {recorded[0]}, got {got[0]}")
+    if recorded[1] != got[1]:
+        out.append(f"path differs: recorded {recorded[1]}, got {got[1]}")
+    was, now = dict(recorded[2]), dict(got[2])
+    for name in sorted(was.keys() | now.keys()):
+        if name not in now:
+            out.append(f"query parameter {name} missing: recorded {_shown(was[name])}")
+        elif name not in was:
+            out.append(f"query parameter {name} not recorded: got {_shown(now[name])}")
+        elif was[name] != now[name]:
+            out.append(f"query parameter {name} differs: recorded {_shown(was[name])}, "
+                       f"got {_shown(now[name])}")
+    if recorded[3] != got[3]:
+        old, new = _body_fields(recorded[3]), _body_fields(got[3])
+        if old is None or new is None:
+            out.append("body differs" if recorded[3] and got[3]
+                       else f"body differs: recorded {'one' if recorded[3] else 'none'}, "
+                            f"got {'one' if got[3] else 'none'}")
+        else:
+            for name in sorted(old.keys() | new.keys()):
+                if name not in new:
+                    out.append(f"body field {name} missing: recorded {_shown(old[name])}")
+                elif name not in old:
+                    out.append(f"body field {name} not recorded: got {_shown(new[name])}")
+                elif old[name] != new[name]:
+                    out.append(f"body field {name} differs: recorded {_shown(old[name])}, "
+                               f"got {_shown(new[name])}")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class NearMiss:
+    """A recording close to a request that missed, and how it differs."""
+
+    interaction: dict[str, Any]
+    differences: list[str]
+
+    def describe(self) -> str:
+        request = self.interaction["request"]
+        number = self.interaction.get("interaction")
+        name = f"#{number} " if number else ""
+        return (f"nearest recording {name}{request['method']} {urlsplit(request['url']).path}: "
+                + "; ".join(self.differences))
+
+
+def near_misses(index: ReplayIndex, request: dict[str, Any], shown: int = NEAR_SHOWN) -> list[NearMiss]:
+    """The recordings nearest to ``request`` (which missed), nearest first.
+
+    Candidates are the recordings with the same method and path, else the same path, else
+    the same method; at most NEAR_COMPARE of them are compared, and those with the fewest
+    differing parts are named."""
+    got = request_key(request)
+    same_route: list[Key] = []
+    same_path: list[Key] = []
+    same_method: list[Key] = []
+    for scanned, key in enumerate(index._sequences):
+        if scanned >= NEAR_SCAN or len(same_route) >= NEAR_COMPARE:
+            break
+        if key[1] == got[1]:
+            (same_route if key[0] == got[0] else same_path).append(key)
+        elif key[0] == got[0]:
+            same_method.append(key)
+    candidates = (same_route or same_path or same_method)[:NEAR_COMPARE]
+    ranked = sorted(((key_differences(key, got), key) for key in candidates),
+                    key=lambda pair: len(pair[0]))
+    return [NearMiss(index._sequences[key].items[0], differences)
+            for differences, key in ranked[:shown] if differences]
+
+
+def explain_miss(index: ReplayIndex, request: dict[str, Any]) -> str:
+    """One line naming the nearest recordings and what differs, or that there is none."""
+    nearest = near_misses(index, request)
+    if not nearest:
+        among = f" among the first {NEAR_SCAN} looked at" if len(index._sequences) > NEAR_SCAN else ""
+        return f"no recording with the same method or path{among}"
+    return " | ".join(near.describe() for near in nearest)

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -75,6 +76,14 @@ def read_documents(path: Path) -> tuple[list[tuple[int, Any]], int]:
     return read
 
 
+def complete_size(path: str | os.PathLike[str]) -> int:
+    """How many bytes of the cassette at ``path`` are complete documents (its size less a
+    torn tail); raises ``CassetteError``."""
+    path = Path(path)
+    _, tail = read_documents(path)
+    return path.stat().st_size - tail
+
+
 # --- writing -------------------------------------------------------------------------------------
 
 
@@ -83,33 +92,74 @@ def _write_some(fd: int, data: memoryview) -> int:
     return os.write(fd, data)
 
 
+def _fsync_dir(path: Path) -> None:
+    """Make a new or renamed directory entry under ``path`` durable (where the OS allows)."""
+    try:
+        dir_fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
 class CassetteWriter:
-    """Appends interactions to a new cassette; ``append`` returns once the data is on disk.
+    """Appends interactions to a cassette; ``append`` returns once the data is on disk.
 
     Appends that arrive while a write is in progress are written and fsynced together
     (group commit), so concurrent responses share one fsync and none waits for a later one.
+
+    Where an existing cassette is recorded afresh (``replace``), the new one is written to a
+    temporary file beside it and renamed over it only once it holds its first interaction:
+    until then the previous file is untouched, and a run that records nothing keeps it.
     """
 
     def __init__(self, path: str | os.PathLike[str], header: dict[str, Any]) -> None:
         self.path = Path(path)
         self.written = 0
-        # Unbuffered: a failed append is cut off exactly (see _write), no buffer keeps it.
-        self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
         self._size = 0  # bytes of complete documents in the file
-        self._write(dump_document(header))
-        try:  # make the new directory entry durable too
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        except OSError:
-            pass
-        else:
-            try:
-                os.fsync(dir_fd)
-            except OSError:
-                pass
-            finally:
-                os.close(dir_fd)
+        self._target: Path | None = None  # the cassette a temporary file replaces on first append
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        if self.path.exists():
+            fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".recording",
+                                        dir=self.path.parent)
+            self._file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
+            self._target, self.path = self.path, Path(temp)
+        else:
+            # Unbuffered: a failed append is cut off exactly (see _write), no buffer keeps it.
+            self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
+        self._write(dump_document(header))
+        _fsync_dir(self.path.parent)
+
+    @classmethod
+    def appending(cls, path: str | os.PathLike[str], complete: int) -> CassetteWriter:
+        """A writer that appends to the existing cassette at ``path``, whose first
+        ``complete`` bytes are its complete documents (header first): a torn tail after them
+        (a crash's half-written document, which no reader uses) is cut off first, so every
+        new document follows a complete one."""
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        self.written = 0
+        self._target = None
+        self._pending = []
+        self._flusher = None
+        self._file = open(self.path, "r+b", buffering=0)  # noqa: SIM115 - closed in close()
+        fd = self._file.fileno()
+        if os.fstat(fd).st_size != complete:
+            os.ftruncate(fd, complete)
+            os.fsync(fd)
+        os.lseek(fd, complete, os.SEEK_SET)
+        self._size = complete
+        return self
+
+    @property
+    def replacing(self) -> Path | None:
+        """The cassette this writer will replace on its first append, while it has not yet."""
+        return self._target
 
     def _write(self, blob: bytes) -> None:
         """Write ``blob`` and fsync it, or leave the file as it was: on any failure (disk
@@ -121,6 +171,10 @@ class CassetteWriter:
             while view:
                 view = view[_write_some(fd, view):]
             os.fsync(fd)
+            if self._target is not None and self._size:  # the first interaction is on disk
+                os.replace(self.path, self._target)
+                _fsync_dir(self._target.parent)
+                self.path, self._target = self._target, None
         except OSError:
             try:
                 os.ftruncate(fd, self._size)  # shrinking needs no space
@@ -159,14 +213,24 @@ class CassetteWriter:
     async def close(self) -> None:
         if self._flusher is not None:
             await asyncio.shield(self._flusher)
-        self._file.close()
+        self._close_file()
 
     def close_now(self) -> None:
         """Close without waiting (on reconfiguration); pending appends still complete first."""
         if self._flusher is not None and not self._flusher.done():
-            self._flusher.add_done_callback(lambda _: self._file.close())
+            self._flusher.add_done_callback(lambda _: self._close_file())
         else:
-            self._file.close()
+            self._close_file()
+
+    def _close_file(self) -> None:
+        """Close the file; a temporary one that never got an interaction is removed, which
+        leaves the cassette it would have replaced as it was."""
+        self._file.close()
+        if self._target is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
 
 
-__all__ = ["CassetteError", "CassetteWriter", "read_documents"]
+__all__ = ["CassetteError", "CassetteWriter", "complete_size", "read_documents"]

@@ -29,10 +29,11 @@ from exportjobs.addons.matching import (
     REPEAT_LAST,
     Outcome,
     ReplayIndex,
+    explain_miss,
     load_index,
 )
 from exportjobs.addons.options import OptionError
-from exportjobs.addons.persister import CassetteError, CassetteWriter
+from exportjobs.addons.persister import CassetteError, CassetteWriter, complete_size
 from exportjobs.addons.redaction import Redactor
 from exportjobs.addons.replay import (
     graph_error,
@@ -52,6 +53,9 @@ from exportjobs.graph import graph_date
 log = logging.getLogger("exportjobs.proxy")
 
 MODES = ("record", "replay", "passthrough")
+# VCR.py's record modes (as pytest-recording spells them); --mode is shorthand for two.
+RECORD_MODES = ("none", "once", "new_episodes", "all")
+SHORTHANDS = {"record": "all", "replay": "none"}
 _META = "exportjobs"
 # On stop, how long in-flight recordings may take to reach the cassette before it is closed.
 STOP_GRACE_SECONDS = 30.0
@@ -98,7 +102,9 @@ class ExportJobs(FailClosed):
         self.refusal: str | None = "the exportjobs addon is not configured yet"
         self.stopping = False
         self._recording = 0  # appends under way
-        self.mode = "passthrough"
+        self.mode = "passthrough"  # or record, replay, new_episodes (replay, record the misses)
+        self.record_mode: str | None = None
+        self._last_number = 0  # the highest interaction number of the cassette last loaded
         self.scope = Scope()
         self.redactor = Redactor()
         self.upstream: Upstream | None = None
@@ -116,7 +122,13 @@ class ExportJobs(FailClosed):
                           "them from it, never from the network; passthrough: forward and log.",
                           choices=MODES)
         loader.add_option("exportjobs_cassette", Optional[str], None,
-                          "Cassette file (YAML). Record mode replaces it; replay mode reads it.")
+                          "Cassette file (YAML). Record mode replaces it (once it has recorded its "
+                          "first interaction); replay mode reads it.")
+        loader.add_option("exportjobs_record_mode", Optional[str], None,
+                          "VCR.py's record modes: none replays only; once records if the cassette "
+                          "is missing or empty, else replays; new_episodes replays what is "
+                          "recorded and records (appends) what is not; all records afresh. "
+                          "Given, it overrides exportjobs_mode (record = all, replay = none).")
         loader.add_option("exportjobs_upstream", Optional[str], None,
                           "Base URL that exportJobs traffic for graph.microsoft.com goes to instead "
                           "of Graph, e.g. http://127.0.0.1:8000 (the emulator). Clients still see "
@@ -164,12 +176,67 @@ class ExportJobs(FailClosed):
         log.error("exportjobs: %s; refusing to start", self.refusal)
         raise SystemExit(2)
 
+    def _record_mode(self) -> str | None:
+        """The record mode asked for: ``exportjobs_record_mode``, else ``exportjobs_mode``'s
+        shorthand (record = all, replay = none); None passes through."""
+        opts = ctx.options
+        asked = opts.exportjobs_record_mode
+        if asked is None or asked == "":
+            return SHORTHANDS.get(opts.exportjobs_mode)
+        if asked not in RECORD_MODES:
+            raise OptionError("exportjobs_record_mode",
+                              f"{asked!r} is not a record mode; use one of {', '.join(RECORD_MODES)}")
+        return str(asked)
+
+    def _load(self, cassette: str) -> ReplayIndex:
+        """The replay index of ``cassette``; any failure refuses to start (no half-loaded replay)."""
+        try:
+            loaded, index = load_index(cassette, ctx.options.exportjobs_miss_policy)
+        except CassetteError as exc:
+            raise exceptions.OptionsError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - rendered once, as the cassette's error
+            raise exceptions.OptionsError(
+                f"cassette {cassette}: cannot be replayed ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); fix that file or re-record it with --mode record") from None
+        if loaded.torn:
+            log.warning("cassette %s: %s", cassette, loaded.torn)
+        self._last_number = max((i.get("interaction", 0) for i in loaded.interactions), default=0)
+        return index
+
+    def _open(self, record_mode: str, cassette: str) -> tuple[str, ReplayIndex | None,
+                                                            CassetteWriter | None]:
+        """The internal mode, replay index and writer for ``record_mode`` on ``cassette``.
+
+        Nothing here destroys a cassette: ``all`` writes beside it and replaces it on the
+        first interaction, ``once`` records only where nothing is recorded, ``new_episodes``
+        appends after the file's complete documents."""
+        # none replays only: a missing cassette is an error (named by the loader), not a recording
+        load = record_mode == "none" or (record_mode != "all" and os.path.exists(cassette))
+        index = self._load(cassette) if load else None
+        if record_mode == "none" or (record_mode == "once" and index is not None and index.size):
+            return "replay", index, None
+        header = new_header(graph_date(), f"exportjobs {_version('exportjobs')}, "
+                                          f"mitmproxy {_version('mitmproxy')}")
+        try:
+            if record_mode == "new_episodes" and index is not None:
+                writer = CassetteWriter.appending(cassette, complete_size(cassette))
+            else:
+                writer = CassetteWriter(cassette, header)
+        except OSError as exc:
+            raise exceptions.OptionsError(
+                f"cassette {cassette}: cannot be written ({exc.strerror}); "
+                "check the folder exists and is writable") from None
+        if record_mode == "new_episodes":
+            return "new_episodes", index or ReplayIndex([], ctx.options.exportjobs_miss_policy), writer
+        return "record", None, writer
+
     def _configure(self, updated: set[str]) -> None:
         opts = ctx.options
-        mode = opts.exportjobs_mode
+        record_mode = self._record_mode()
         cassette = opts.exportjobs_cassette
-        if mode in ("record", "replay") and not cassette:
-            raise OptionError("exportjobs_cassette", f"{mode} mode needs a cassette file")
+        if record_mode is not None and not cassette:
+            raise OptionError("exportjobs_cassette",
+                              f"record mode {record_mode} ({opts.exportjobs_mode} mode) needs a cassette file")
         upstream = None
         if opts.exportjobs_upstream:
             try:
@@ -179,56 +246,55 @@ class ExportJobs(FailClosed):
         redactor = Redactor.configured(opts.exportjobs_redact_headers, opts.exportjobs_redact_query,
                                        opts.exportjobs_redact_json)
         # Reopen the cassette only when it or the mode changed: other options may change live
-        # (mitmproxy's UI) without truncating a recording or restarting replay sequences.
-        reopen = bool({"exportjobs_mode", "exportjobs_cassette"} & updated)
-        index = self.index if mode == "replay" and not reopen else None
-        if index is not None:
-            index.exhausted = opts.exportjobs_miss_policy
-        elif mode == "replay":
-            try:  # any failure to load or index refuses to start: no half-loaded replay
-                loaded, index = load_index(cassette, opts.exportjobs_miss_policy)
-            except CassetteError as exc:
-                raise exceptions.OptionsError(str(exc)) from None
-            except Exception as exc:  # noqa: BLE001 - rendered once, as the cassette's error
-                raise exceptions.OptionsError(
-                    f"cassette {cassette}: cannot be replayed ({type(exc).__name__}: "
-                    f"{str(exc)[:200]}); fix that file or re-record it with --mode record") from None
-            if loaded.torn:
-                log.warning("cassette %s: %s", cassette, loaded.torn)
-        writer = self.writer if mode == "record" and not reopen else None
-        replacing = False
-        if mode == "record" and writer is None:
-            replacing = os.path.exists(cassette)
-            header = new_header(graph_date(), f"exportjobs {_version('exportjobs')}, "
-                                              f"mitmproxy {_version('mitmproxy')}")
-            try:
-                writer = CassetteWriter(cassette, header)
-            except OSError as exc:
-                raise exceptions.OptionsError(
-                    f"cassette {cassette}: cannot be written ({exc.strerror}); "
-                    "check the folder exists and is writable") from None
-            self.timeline = Timeline()
-            self.started_at = time.time()
+        # (mitmproxy's UI) without cutting a recording short or restarting replay sequences.
+        reopen = bool({"exportjobs_mode", "exportjobs_cassette", "exportjobs_record_mode"} & updated)
+        if record_mode is None:
+            mode, index, writer = "passthrough", None, None
+        elif not reopen and record_mode == self.record_mode:
+            mode, index, writer = self.mode, self.index, self.writer
+            if index is not None:
+                index.exhausted = opts.exportjobs_miss_policy
+        else:
+            assert cassette is not None
+            mode, index, writer = self._open(record_mode, cassette)
+            if writer is not None:
+                self.timeline = Timeline()
+                self.started_at = time.time()
+                if mode == "new_episodes" and index is not None and index.size:
+                    # appended interactions are numbered on from the cassette's last
+                    self.timeline._next = self._last_number + 1
         if self.writer is not None and self.writer is not writer:
             self.writer.close_now()
         self.mode, self.upstream, self.redactor, self.index, self.writer = (
             mode, upstream, redactor, index, writer)
+        self.record_mode = record_mode
         self.cassette_name = cassette or ""
-        if (mode == "replay" or upstream is not None) and "connection_strategy" in opts \
-                and opts.connection_strategy != "lazy":
+        if (mode in ("replay", "new_episodes") or upstream is not None) \
+                and "connection_strategy" in opts and opts.connection_strategy != "lazy":
             # mitmproxy connects upstream on CONNECT by default: replay must never connect, and
             # with an upstream the real Graph must not be contacted either.
             opts.connection_strategy = "lazy"
-        if mode == "replay" and index is not self._announced:
-            assert index is not None
-            self._announced = index
-            log.info("exportjobs: replaying %d interaction(s) from %s (miss policy %s)",
-                     index.size, cassette, index.exhausted)
-        elif mode == "record" and writer is not self._announced:
-            self._announced = writer
-            log.info("exportjobs: recording to %s%s%s", cassette,
-                     " (replacing the previous file)" if replacing else "",
-                     f" from {upstream.url}" if upstream else "")
+        announced = (index, writer)
+        if mode != "passthrough" and announced != self._announced:
+            self._announced = announced
+            self._announce(mode, str(record_mode), cassette or "", upstream)
+
+    def _announce(self, mode: str, record_mode: str, cassette: str, upstream: Upstream | None) -> None:
+        source = f" from {upstream.url}" if upstream else ""
+        if mode == "replay":
+            assert self.index is not None
+            log.info("exportjobs: replaying %d interaction(s) from %s (record mode %s, miss policy %s)",
+                     self.index.size, cassette, record_mode, self.index.exhausted)
+        elif mode == "new_episodes":
+            assert self.index is not None
+            log.info("exportjobs: replaying %d interaction(s) from %s and recording what is not "
+                     "there%s (record mode new_episodes)", self.index.size, cassette, source)
+        else:
+            assert self.writer is not None
+            keeping = (" (the previous file is kept until the first interaction is recorded)"
+                       if self.writer.replacing else "")
+            log.info("exportjobs: recording to %s%s%s (record mode %s)", cassette, keeping, source,
+                     record_mode)
 
     # --- hooks ---------------------------------------------------------------------------------
 
@@ -248,7 +314,8 @@ class ExportJobs(FailClosed):
                     req, UNAVAILABLE, "proxyUnavailable",
                     f"The exportjobs proxy does not serve this request: {why}.")
             return
-        tag = {"record": "REC", "replay": "REPLAY", "passthrough": "PASS"}[self.mode]
+        tag = {"record": "REC", "replay": "REPLAY", "new_episodes": "REPLAY",
+               "passthrough": "PASS"}[self.mode]
         exchange = _Exchange(tag, req.method, req.path.partition("?")[0])
         self._exchanges[flow.id] = exchange
         if self.mode != "passthrough":
@@ -265,7 +332,7 @@ class ExportJobs(FailClosed):
                 if self.mode == "record":
                     exchange.number = self.timeline.begin()
                 return
-        if self.mode == "replay":
+        if self.mode in ("replay", "new_episodes"):
             try:
                 self._answer(flow, exchange)
             except Exception as exc:  # noqa: BLE001 - fail closed: an unanswered flow would go out
@@ -274,7 +341,8 @@ class ExportJobs(FailClosed):
                 flow.response = replay_failed_response(flow.request, self.cassette_name, exc)
                 exchange.tag = "MISS"
                 exchange.note = "recording unusable"
-            return
+            if exchange.tag != "REC":  # answered from the cassette; a new episode goes on
+                return
         if self.mode == "record":
             exchange.number = self.timeline.begin()
         if self.upstream is not None and seen.graph:
@@ -289,10 +357,17 @@ class ExportJobs(FailClosed):
                 exchange.note = f"used up: repeating the last of {take.recorded}"
             elif take.recorded > 1:
                 exchange.note = f"{take.position}/{take.recorded}"
+        elif self.mode == "new_episodes" and take.outcome is Outcome.MISS:
+            # A new episode: it goes upstream and is appended to the cassette (response hook).
+            exchange.tag = "REC"
+            exchange.note = "new episode"
+            exchange.number = self.timeline.begin()
         else:
-            flow.response = not_recorded_response(take, flow.request, self.cassette_name)
+            diagnosis = explain_miss(self.index, exchange.request) \
+                if take.outcome is Outcome.MISS else ""
+            flow.response = not_recorded_response(take, flow.request, self.cassette_name, diagnosis)
             exchange.tag = "MISS"
-            exchange.note = ("not recorded" if take.outcome is Outcome.MISS
+            exchange.note = (f"not recorded; {diagnosis}" if take.outcome is Outcome.MISS
                              else f"all {take.recorded} recorded response(s) used")
 
     async def response(self, flow: http.HTTPFlow) -> None:
@@ -386,8 +461,11 @@ class ExportJobs(FailClosed):
         if not address:
             return
         host, port = str(address[0]), int(address[1])
-        if (self.mode == "replay" or self.refusal is not None) and self.scope.covers(host, port):
-            why = "replay mode" if self.refusal is None else "not serving"
+        if (self.mode == "replay" or self.refusal is not None or (
+                self.mode == "new_episodes" and not self._episodes_in_flight())) \
+                and self.scope.covers(host, port):
+            why = ("not serving" if self.refusal is not None
+                   else f"{self.mode.replace('_', ' ')} mode")
         elif self.upstream is not None and self.scope.is_graph(host):
             why = f"exportJobs traffic goes to {self.upstream.url}"
         else:
@@ -421,6 +499,11 @@ class ExportJobs(FailClosed):
         if self.writer is not None:
             writer, self.writer = self.writer, None
             await writer.close()
+
+    def _episodes_in_flight(self) -> bool:
+        """new_episodes: whether a request that missed is on its way upstream; only such a
+        request may open a connection (a request answered from the cassette never needs one)."""
+        return any(e.tag == "REC" for e in self._exchanges.values())
 
     def _in_flight(self) -> int:
         """Exchanges that will be recorded once answered, plus appends under way."""

@@ -89,13 +89,17 @@ def recorded_response(take: Take, request: http.Request) -> http.Response:
     return make_response(int(stored["status"]), headers, body_bytes(stored), request)
 
 
-def not_recorded_response(take: Take, request: http.Request, cassette: str) -> http.Response:
-    """The Graph error for a MISS or an EXHAUSTED sequence (policy ``error``)."""
+def not_recorded_response(take: Take, request: http.Request, cassette: str,
+                          diagnosis: str = "") -> http.Response:
+    """The Graph error for a MISS or an EXHAUSTED sequence (policy ``error``); a MISS names
+    the nearest recordings and what differs (``diagnosis``, from ``matching.explain_miss``)."""
     target = f"{request.method} {request.path.partition('?')[0]}"
     if take.interaction is None and take.recorded == 0:
         code, inner = "notRecorded", "exportJobsCassetteMiss"
         message = (f"Not recorded: cassette '{cassette}' has no interaction matching {target}; "
-                   "record it first (exportjobs proxy --mode record).")
+                   "record it first (exportjobs proxy --mode record)."
+                   + (f" {diagnosis[:1].upper()}{diagnosis[1:]}."
+                      if diagnosis else ""))
     else:
         code, inner = "notRecorded", "exportJobsCassetteExhausted"
         message = (f"Not recorded: cassette '{cassette}' holds {take.recorded} response(s) for "

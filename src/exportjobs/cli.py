@@ -468,6 +468,7 @@ _PROXY_FLAGS: tuple[tuple[str, str | None, str | None, str], ...] = (
     # (option, flag, metavar, group)
     ("exportjobs_mode", None, None, _PROXY_MAIN),
     ("exportjobs_cassette", None, "FILE", _PROXY_MAIN),
+    ("exportjobs_record_mode", None, "none|once|new_episodes|all", _PROXY_MAIN),
     ("listen_port", "--port", "PORT", _PROXY_MAIN),
     ("exportjobs_upstream", None, "URL", _PROXY_MAIN),
     ("exportjobs_miss_policy", None, None, _PROXY_MAIN),

@@ -82,3 +82,45 @@ def test_each_recording_is_served_once_under_concurrency():
         t.join()
     assert sorted(served) == list(range(1, 2001))
 
+
+
+# --- near misses: a miss names the nearest recordings and what differs ---------------------
+
+def test_a_miss_names_the_differing_query_parameter_and_body_field():
+    from exportjobs.addons.matching import explain_miss
+
+    index = ReplayIndex([
+        _item(1, _req("GET", BASE + "?$filter=goalsOrganizationId eq 'a'&$top=5")),
+        _item(2, _req("POST", BASE, json={"goalsOrganizationId": "o", "explorerViewId": "v1"})),
+        _item(3, _req("GET", BASE + "/job-1")),
+    ])
+    query = explain_miss(index, _req("GET", BASE + "?$filter=goalsOrganizationId eq 'b'&$top=5"))
+    assert "nearest recording #1 GET" in query
+    assert "query parameter $filter differs: recorded \"goalsOrganizationId eq 'a'\", " \
+           "got \"goalsOrganizationId eq 'b'\"" in query
+    assert "$top" not in query  # only what differs is named
+    body = explain_miss(index, _req("POST", BASE, json={"goalsOrganizationId": "o",
+                                                        "explorerViewId": "v2"}))
+    assert "nearest recording #2 POST" in body
+    assert "body field explorerViewId differs: recorded 'v1', got 'v2'" in body
+    assert "goalsOrganizationId" not in body
+    method = explain_miss(index, _req("DELETE", BASE + "/job-1"))
+    assert "method differs: recorded GET, got DELETE" in method
+    assert explain_miss(ReplayIndex([]), _req()) == "no recording with the same method or path"
+
+
+def test_the_nearest_recording_comes_first_and_the_work_is_bounded():
+    from exportjobs.addons import matching
+
+    far = [_item(n, _req("GET", BASE + f"?a={n}&b={n}&c={n}")) for n in range(1, 200)]
+    near = _item(500, _req("GET", BASE + "?a=x&b=1&c=1"))
+    index = ReplayIndex([*far, near])
+    nearest = matching.near_misses(index, _req("GET", BASE + "?a=y&b=1&c=1"))
+    # the near one is past the first NEAR_COMPARE candidates: bounded, it is not seen ...
+    assert nearest and nearest[0].interaction["interaction"] != 500
+    assert all(len(n.differences) <= 3 for n in nearest)
+    index = ReplayIndex([near, *far])
+    nearest = matching.near_misses(index, _req("GET", BASE + "?a=y&b=1&c=1"))
+    # ... and among those compared, the fewest differences come first
+    assert nearest[0].interaction["interaction"] == 500
+    assert nearest[0].differences == ["query parameter a differs: recorded 'x', got 'y'"]

@@ -278,3 +278,37 @@ async def test_a_recording_that_cannot_be_sent_fails_closed(tmp_path, proxies, m
     assert got.status == 502
     assert got.json["error"]["innerError"]["code"] == "exportJobsCassetteUnusable"
     assert "simulated unusable recording" in got.json["error"]["message"]
+
+
+async def test_a_miss_names_the_nearest_recording_and_what_differs(tmp_path, proxies, caplog):
+    """The 404 body and the MISS line name the differing query parameter and body field."""
+    emulator = await start_emulator(EmulatorConfig())
+    cassette = tmp_path / "near.yaml"
+    org = PAIR["goalsOrganizationId"]
+    recorder = await proxies("record", cassette, emulator.url)
+    async with aiohttp.ClientSession() as session:
+        client = ProxiedClient(session, recorder.url, "http://graph.microsoft.com")
+        assert (await client.call("POST", COLLECTION, json=PAIR, headers=auth_headers())).status == 201
+        assert (await client.call("GET", f"{COLLECTION}?$filter=goalsOrganizationId eq '{org}'",
+                                  headers=auth_headers())).status == 200
+    await recorder.close()
+    await emulator.close()
+    caplog.set_level(logging.INFO, logger="exportjobs.proxy")
+    replay = await proxies("replay", cassette)
+    async with aiohttp.ClientSession() as session:
+        client = ProxiedClient(session, replay.url, "http://graph.microsoft.com")
+        query = await client.call("GET", f"{COLLECTION}?$filter=goalsOrganizationId eq 'other'",
+                                  headers=auth_headers())
+        body = await client.call("POST", COLLECTION, headers=auth_headers(),
+                                 json={**PAIR, "explorerViewId": "another-view"})
+    assert query.status == body.status == 404
+    filter_differs = (f"query parameter $filter differs: recorded \"goalsOrganizationId eq "
+                      f"'{org}'\", got \"goalsOrganizationId eq 'other'\"")
+    view_differs = (f"body field explorerViewId differs: recorded '{PAIR['explorerViewId']}', "
+                    "got 'another-view'")
+    assert filter_differs in query.json["error"]["message"]
+    assert view_differs in body.json["error"]["message"]
+    misses = [r.getMessage() for r in caplog.records if r.getMessage().startswith("MISS ")]
+    assert len(misses) == 2
+    assert filter_differs in misses[0] and view_differs in misses[1]
+    assert "goalsOrganizationId differs" not in misses[1]

@@ -128,6 +128,10 @@ class CassetteWriter:
             fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".recording",
                                         dir=self.path.parent)
             self._file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
+            try:  # the replacement keeps the cassette's permissions, not mkstemp's 0600
+                os.chmod(fd, stat.S_IMODE(os.stat(self.path).st_mode))
+            except OSError:
+                pass
             self._target, self.path = self.path, Path(temp)
         else:
             # Unbuffered: a failed append is cut off exactly (see _write), no buffer keeps it.

@@ -101,9 +101,10 @@ def _body(stored: dict[str, Any], fresh: list[tuple[str, str]]) -> bytes:
     live Graph error does; only keys the recording has are set. Other bodies are untouched
     (one dict lookup on the way)."""
     data = stored.get("json")
-    error = data.get("error") if isinstance(data, dict) else None
-    key = next((k for k in _INNER_KEYS if isinstance(error, dict) and k in error), None)
-    if key is None or not isinstance(error, dict) or not isinstance(error[key], dict):
+    if not isinstance(data, dict) or not isinstance(error := data.get("error"), dict):
+        return body_bytes(stored)
+    key = next((k for k in _INNER_KEYS if k in error), None)
+    if key is None or not isinstance(error[key], dict):
         return body_bytes(stored)
     inner = dict(error[key])
     ids = {"request-id": fresh[0][1], "client-request-id": fresh[1][1]}

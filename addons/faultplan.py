@@ -3,7 +3,9 @@
 A plan is a list of rules, read from a YAML file or from a short option string (the
 syntax is in docs/faults.md). Each rule matches request kinds (``create``, ``list``,
 ``get``, ``content``, or ``*``), fires at a ``rate`` or for the ``nth`` matching request,
-and either answers 429/503/504 (with ``Retry-After``) or adds latency. Every rule draws
+and either answers 429/503/504 (with ``Retry-After``), adds latency, or loses the response
+(``lost``: the request reaches the service, then the client gets a 504 or a closed
+connection instead of the service's answer). Every rule draws
 from its own RNG seeded with the plan's seed and the rule's position, once per matching
 request, so the same requests in the same order meet the same faults on every run.
 """
@@ -22,6 +24,8 @@ from exportjobs.yamldoc import YamlError, read_yaml
 KINDS = ("create", "list", "get", "content")
 STATUSES = (429, 503, 504)
 RETRY_AFTER_DEFAULT = {429: 1}  # Graph always sends Retry-After with 429; 503/504 when asked
+# What a lost response turns into: a Graph 504, or the client's connection closed (reset).
+LOST_ANSWERS = ("504", "reset")
 
 
 class FaultPlanError(ValueError):
@@ -39,6 +43,7 @@ class FaultRule:
     rate: float | None
     nth: frozenset[int]
     text: str  # how the rule reads, for console lines and the cassette
+    lost: str | None = None  # one of LOST_ANSWERS: forward, then answer this instead
 
     def matches(self, kind: str, method: str) -> bool:
         return (not self.kinds or kind in self.kinds) and (self.method is None or self.method == method)
@@ -80,7 +85,7 @@ class FaultPlan:
             fires = self._seen[i] in rule.nth if rule.rate is None else roll < rule.rate
             if not fires:
                 continue
-            if rule.status is None:
+            if rule.status is None and rule.lost is None:
                 latency += rule.latency_s
                 delayed.append(rule)
             elif error is None:
@@ -111,7 +116,7 @@ def _duration(value: Any, unit: str = "ms") -> float:
 
 def _rule(number: int, raw: dict[str, Any], text: str, where: Any) -> FaultRule:
     """A rule from its fields; ``where(field)`` gives the prefix naming the rule and field."""
-    known = {"match", "method", "status", "retry_after", "latency", "rate", "nth"}
+    known = {"match", "method", "status", "lost", "retry_after", "latency", "rate", "nth"}
     for key in raw:
         if key not in known:
             raise FaultPlanError(f"{where(key)}: unknown field; use {', '.join(sorted(known))}")
@@ -126,12 +131,20 @@ def _rule(number: int, raw: dict[str, Any], text: str, where: Any) -> FaultRule:
     method = raw.get("method")
     if method is not None and (not isinstance(method, str) or method.upper() not in ("GET", "POST")):
         raise FaultPlanError(f"{where('method')}: exportJobs takes GET or POST, not {method!r}")
-    status, latency = raw.get("status"), raw.get("latency")
-    if (status is None) == (latency is None):
-        raise FaultPlanError(f"{where('status')}: give exactly one of status (429, 503, 504) or latency")
+    status, latency, lost = raw.get("status"), raw.get("latency"), raw.get("lost")
+    if [status, latency, lost].count(None) != 2:
+        raise FaultPlanError(f"{where('status')}: give exactly one of status (429, 503, 504), "
+                             "latency or lost (504 or reset)")
     retry_after = None
     latency_s = 0.0
-    if status is not None:
+    if lost is not None:
+        lost = str(lost).strip().lower()
+        if lost not in LOST_ANSWERS:
+            raise FaultPlanError(f"{where('lost')}: {raw.get('lost')!r} is not 504 or reset")
+        if "retry_after" in raw:
+            raise FaultPlanError(f"{where('retry_after')}: a lost response carries no Retry-After")
+        status = 504 if lost == "504" else None
+    elif status is not None:
         if status not in STATUSES or isinstance(status, bool):
             raise FaultPlanError(f"{where('status')}: {status!r} is not one of 429, 503, 504")
         retry_after = raw.get("retry_after", RETRY_AFTER_DEFAULT.get(status))
@@ -159,7 +172,7 @@ def _rule(number: int, raw: dict[str, Any], text: str, where: Any) -> FaultRule:
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in nths):
         raise FaultPlanError(f"{where('nth')}: {nth!r} is not a request number (1 is the first) or a list of them")
     return FaultRule(number, kind_set, method.upper() if method else None, status, retry_after,
-                     latency_s, None if rate is None else float(rate), frozenset(nths), text)
+                     latency_s, None if rate is None else float(rate), frozenset(nths), text, lost)
 
 
 def _describe(raw: dict[str, Any]) -> str:
@@ -168,7 +181,9 @@ def _describe(raw: dict[str, Any]) -> str:
     kinds = "|".join(kinds) if isinstance(kinds, list) else str(kinds)
     if raw.get("method"):
         kinds = f"{str(raw['method']).upper()} {kinds}"
-    if raw.get("status") is not None:
+    if raw.get("lost") is not None:
+        action = f"lost({raw['lost']})"
+    elif raw.get("status") is not None:
         ra = raw.get("retry_after", RETRY_AFTER_DEFAULT.get(raw["status"]))
         action = f"{raw['status']}" + (f"({ra}s)" if ra is not None else "")
     else:
@@ -181,7 +196,7 @@ def _describe(raw: dict[str, Any]) -> str:
 
 _SHORT = re.compile(
     r"^(?:(?P<method>GET|POST)\s+)?(?P<kinds>[a-z*|]+):"
-    r"(?:(?P<status>\d{3})(?:\((?P<ra>[^)]*)\))?|latency\((?P<latency>[^)]*)\))"
+    r"(?:(?P<status>\d{3})(?:\((?P<ra>[^)]*)\))?|latency\((?P<latency>[^)]*)\)|lost\((?P<lost>[^)]*)\))"
     r"(?:@(?P<rate>[^#@]+)|#(?P<nth>[\d+]+))$",
     re.IGNORECASE,
 )
@@ -199,7 +214,7 @@ def parse_short(text: str, source: str = "exportjobs_faults") -> FaultPlan:
         if m is None:
             raise FaultPlanError(
                 f"{source}: rule {number} {item!r} does not read as KIND:ACTION@RATE or KIND:ACTION#N "
-                "(e.g. create:429(2s)@0.3, get:503#2, *:latency(200ms)@0.5)")
+                "(e.g. create:429(2s)@0.3, get:503#2, *:latency(200ms)@0.5, create:lost(504)#1)")
         raw: dict[str, Any] = {"match": m["kinds"].lower().split("|")}
         if m["method"]:
             raw["method"] = m["method"]
@@ -207,6 +222,8 @@ def parse_short(text: str, source: str = "exportjobs_faults") -> FaultPlan:
             raw["status"] = int(m["status"])
             if m["ra"] is not None:
                 raw["retry_after"] = m["ra"].strip()
+        elif m["lost"] is not None:
+            raw["lost"] = m["lost"].strip()
         else:
             raw["latency"] = m["latency"].strip()
         if m["rate"] is not None:

@@ -5,6 +5,11 @@ docs/faults.md), ``exportjobs_fault_seed`` and ``exportjobs_fault_client_header`
 before the gate and the record/replay addon, so it works the same in every mode: an
 injected answer never reaches the upstream or the cassette's replayable interactions.
 
+A ``lost`` rule lets the request go on to the service and takes the answer away on the way
+back: ``lose`` (called by the record/replay addon once it has recorded the real response)
+gives the client a Graph 504 or closes its connection instead. That is how duplicates happen
+for real: the job exists, the client never heard, and its retry meets a 409.
+
 Retry-After is enforced as Graph does: once a client has been told to wait, every request
 of the same kind it sends before the wait is over gets another 429. A client is its IP
 address (clients open new connections, so ports change), or the value of the header named
@@ -46,6 +51,9 @@ def fault_response(status: int, retry_after: int | None, request: http.Request, 
 
 def injected_note(meta: dict[str, Any]) -> str:
     """The console note for a flow this addon touched."""
+    if "lost" in meta:
+        what = "a 504" if meta["lost"] == "504" else "a reset connection"
+        return f"response lost by rule {meta['rule']} {meta['text']}: the client gets {what}"
     if "status" in meta:
         if meta.get("rule") == ENFORCED:
             return f"injected {meta['status']}: Retry-After not yet passed"
@@ -134,7 +142,13 @@ class Faults(FailClosed):
         self._error(flow, decision.error, client, kind)
 
     def _error(self, flow: http.HTTPFlow, rule: FaultRule | None, client: str, kind: str) -> None:
-        if rule is not None and rule.status is not None:
+        if rule is not None and rule.lost is not None:
+            # Forwarded as usual; the answer is taken away in ``lose``.
+            meta: dict[str, Any] = dict(flow.metadata.get(INJECTED_META) or {})
+            meta.update(lost=rule.lost, rule=rule.number, text=rule.text, kind=kind)
+            flow.metadata[INJECTED_META] = meta
+            self.injected += 1
+        elif rule is not None and rule.status is not None:
             self._answer(flow, rule.status, rule.retry_after, rule.number, rule.text, client, kind)
 
     def _answer(self, flow: http.HTTPFlow, status: int, retry_after: int | None, rule: int | str,
@@ -154,4 +168,28 @@ class Faults(FailClosed):
         self.injected += 1
 
 
-__all__ = ["FAULT_HEADER", "INJECTED_META", "Faults", "fault_response", "injected_note"]
+def lost_mark(flow: http.HTTPFlow) -> dict[str, Any] | None:
+    """The lost-response mark on ``flow`` (``lost``, ``rule``, ``text``, ``kind``), or None."""
+    meta = flow.metadata.get(INJECTED_META)
+    return meta if meta and "lost" in meta else None
+
+
+def lost_answer(flow: http.HTTPFlow, mark: dict[str, Any]) -> http.Response | None:
+    """What the client gets instead of the real response: a Graph 504 (fresh ids, like any
+    answer), or None when its connection is to be closed (``reset``)."""
+    if mark["lost"] != "504":
+        return None
+    return fault_response(504, None, flow.request, f"504 lost rule {mark['rule']}")
+
+
+def lose(flow: http.HTTPFlow, answer: http.Response | None) -> None:
+    """Deliver the lost answer: replace the response, or close the client's connection
+    (mitmproxy sends nothing for a flow killed in its response hook)."""
+    if answer is not None:
+        flow.response = answer
+    elif flow.killable:
+        flow.kill()
+
+
+__all__ = ["FAULT_HEADER", "INJECTED_META", "Faults", "fault_response", "injected_note", "lose",
+           "lost_answer", "lost_mark"]

@@ -21,7 +21,7 @@ from typing import Any, Optional
 from mitmproxy import ctx, exceptions, http
 
 from exportjobs.addons.cassette import new_header, request_doc, response_doc
-from exportjobs.addons.faults import INJECTED_META, injected_note
+from exportjobs.addons.faults import INJECTED_META, injected_note, lose, lost_answer, lost_mark
 from exportjobs.addons.guard import ANSWER, FailClosed, answer_with, install_error_answers
 from exportjobs.addons.matching import (
     EXHAUSTION_POLICIES,
@@ -60,6 +60,9 @@ _META = "exportjobs"
 # On stop, how long in-flight recordings may take to reach the cassette before it is closed.
 STOP_GRACE_SECONDS = 30.0
 UNAVAILABLE = 503
+# A recorded interaction whose response the client never got (a ``lost`` fault): ``response``
+# is what the service sent, ``lost`` what the client got instead (docs/faults.md).
+LOST = "lost"
 
 
 def _version(dist: str) -> str:
@@ -353,6 +356,12 @@ class ExportJobs(FailClosed):
         take = self.index.take(exchange.request)
         if take.interaction is not None:
             flow.response = recorded_response(take, flow.request)
+            lost = take.interaction.get(LOST)
+            if isinstance(lost, dict):  # the client got the lost answer then: so it does now
+                mark = {"lost": str(lost.get("answer")), "rule": lost.get("rule"),
+                        "text": lost.get("text", ""), "kind": lost.get("kind")}
+                flow.metadata[INJECTED_META] = mark
+                exchange.injected, exchange.note = mark, injected_note(mark)
             if take.outcome is Outcome.REPEAT:
                 exchange.note = f"used up: repeating the last of {take.recorded}"
             elif take.recorded > 1:
@@ -372,24 +381,39 @@ class ExportJobs(FailClosed):
 
     async def response(self, flow: http.HTTPFlow) -> None:
         exchange = self._exchanges.pop(flow.id, None)
-        if exchange is None or flow.response is None:
+        real = flow.response
+        if real is None:
+            return
+        # A lost response (addons/faults.py): the real one is recorded, then the client gets
+        # the lost answer instead, whatever else happened to the flow (unless recording failed,
+        # which the client hears about as such).
+        mark = lost_mark(flow)
+        answer = lost_answer(flow, mark) if mark else None
+        if exchange is None:
+            if mark:
+                lose(flow, answer)
             return
         flow.metadata[_META] = exchange.tag
         body = None
         if self.writer is not None and (exchange.tag == "REC" or (
                 exchange.tag == "FAULT" and self.mode == "record")):
-            body = await self._record(flow, exchange)
+            body = await self._record(flow, exchange, answer)
+        if mark and flow.response is real:
+            lose(flow, answer)
+            body = None
         self._log(flow, exchange, body)
 
-    async def _record(self, flow: http.HTTPFlow, exchange: _Exchange) -> Any:
+    async def _record(self, flow: http.HTTPFlow, exchange: _Exchange,
+                      lost: http.Response | None = None) -> Any:
         """Append the exchange to the cassette; returns the (redacted) JSON body, if any."""
         self._recording += 1
         try:
-            return await self._append(flow, exchange)
+            return await self._append(flow, exchange, lost)
         finally:
             self._recording -= 1
 
-    async def _append(self, flow: http.HTTPFlow, exchange: _Exchange) -> Any:
+    async def _append(self, flow: http.HTTPFlow, exchange: _Exchange,
+                      lost: http.Response | None = None) -> Any:
         writer = self.writer
         if writer is None:  # closed: a response must not reach the client unrecorded
             raise RuntimeError(f"the cassette {self.cassette_name} is closed")
@@ -406,11 +430,19 @@ class ExportJobs(FailClosed):
             "response": response_doc(res.status_code, list(res.headers.items(True)),
                                      res.get_content(strict=False) or b"", self.redactor),
         }
-        if exchange.injected:  # marked, so replay never serves it as the service's answer
-            if exchange.tag == "FAULT":
-                doc[INJECTED] = {k: v for k, v in exchange.injected.items() if k != "rules"}
-            else:
-                doc["injected_latency_ms"] = exchange.injected["latency_ms"]
+        injected = exchange.injected or {}
+        if exchange.tag == "FAULT":  # marked, so replay never serves it as the service's answer
+            doc[INJECTED] = {k: v for k, v in injected.items() if k != "rules"}
+        else:
+            if "latency_ms" in injected:
+                doc["injected_latency_ms"] = injected["latency_ms"]
+            if "lost" in injected:  # the service's answer above; what the client got here
+                doc[LOST] = {"answer": injected["lost"], "rule": injected["rule"],
+                             "text": injected.get("text", ""), "kind": injected.get("kind")}
+                if lost is not None:
+                    doc[LOST]["response"] = response_doc(
+                        lost.status_code, list(lost.headers.items(True)),
+                        lost.get_content(strict=False) or b"", self.redactor)
         try:
             await writer.append(doc)
         except OSError as exc:

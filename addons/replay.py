@@ -1,7 +1,8 @@
 """Replay answers: recorded responses made live again, and the Graph error for a miss.
 
 Volatile headers are refreshed (``request-id`` new, ``client-request-id`` echoed, ``Date``
-now) and hop-by-hop ones (``Connection`` and kin) dropped; everything else is served as
+now) and hop-by-hop ones (``Connection`` and kin) dropped; an error body's ``innerError``
+repeats the fresh ids and date, as Graph's own errors do; everything else is served as
 recorded. A miss never reaches the network: it gets a Graph error naming the cassette,
 built like every Graph error the proxy sends (``exportjobs.graph.headers``).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from mitmproxy import http
@@ -84,9 +86,34 @@ def recorded_response(take: Take, request: http.Request) -> http.Response:
         (str(name), str(value)) for name, value in stored.get("headers", [])
         if str(name).lower() not in _NOT_REPLAYED and value != PLACEHOLDER
     ]
-    headers += graph_headers(request)
+    fresh = graph_headers(request)
+    headers += fresh
     headers.append((REPLAY_HEADER, _marker(take)))
-    return make_response(int(stored["status"]), headers, body_bytes(stored), request)
+    return make_response(int(stored["status"]), headers, _body(stored, fresh), request)
+
+
+_INNER_KEYS = ("innerError", "innererror")  # Graph's spelling, and the docs' 409 example's
+
+
+def _body(stored: dict[str, Any], fresh: list[tuple[str, str]]) -> bytes:
+    """The recorded body, except that a JSON error's ``innerError`` names this answer's own
+    ``request-id``, ``client-request-id`` and date (``fresh``, from ``volatile_headers``), as a
+    live Graph error does; only keys the recording has are set. Other bodies are untouched
+    (one dict lookup on the way)."""
+    data = stored.get("json")
+    if not isinstance(data, dict) or not isinstance(error := data.get("error"), dict):
+        return body_bytes(stored)
+    key = next((k for k in _INNER_KEYS if k in error), None)
+    if key is None or not isinstance(error[key], dict):
+        return body_bytes(stored)
+    inner = dict(error[key])
+    ids = {"request-id": fresh[0][1], "client-request-id": fresh[1][1]}
+    for name, value in ids.items():
+        if name in inner:
+            inner[name] = value
+    if "date" in inner:
+        inner["date"] = parsedate_to_datetime(fresh[2][1]).strftime("%Y-%m-%dT%H:%M:%S")
+    return body_bytes({"json": {**data, "error": {**error, key: inner}}})
 
 
 def not_recorded_response(take: Take, request: http.Request, cassette: str,

@@ -1,5 +1,5 @@
 """The simulator's side: request retries and polls honour Retry-After, scenarios assert it,
-and the shipped throttling and gated-race scenarios pass through a proxy with faults or the gate
+and the shipped throttling, lost-response and gated-race scenarios pass through a proxy with faults or the gate
 (and fail when the thing they check is broken)."""
 
 from __future__ import annotations
@@ -110,6 +110,31 @@ def test_misplaced_retry_keys_are_errors_with_a_line(fragment, says):
     with pytest.raises(ScenarioError) as info:
         parse_scenario(textwrap.dedent(text), "t.yaml")
     assert any(says in p.message and p.line >= 3 for p in info.value.problems), info.value.problems
+
+
+# --- the lost-response scenario --------------------------------------------------------------
+
+
+async def test_the_lost_response_scenario_meets_its_own_job_through_a_proxy_that_loses_the_201(
+        emulator, proxies):
+    proxy = await proxies("passthrough", None, emulator.url, faults="create:lost(504)#1")
+    result = await run_scenario(load_scenario(SCENARIOS / "lost-response.yaml"), target=GRAPH,
+                                proxy=proxy.url)
+    assert result.ok, broken(result)
+    assert [s["status"] for s in result.steps[0].details["sends"]] == [504, 409]
+    assert proxy.faults.injected == 1
+
+
+async def test_the_lost_response_scenario_fails_when_the_lost_create_never_reached_the_service(
+        emulator, proxies):
+    """A plain 504 (the request never reaches the service) is not a lost response: the retry
+    then creates the job, and the scenario says so."""
+    proxy = await proxies("passthrough", None, emulator.url, faults="create:504#1")
+    result = await run_scenario(load_scenario(SCENARIOS / "lost-response.yaml"), target=GRAPH,
+                                proxy=proxy.url)
+    assert not result.ok
+    assert [s["status"] for s in result.steps[0].details["sends"]] == [504, 201]
+    assert any("status" in p and "201" in p for p in broken(result)), broken(result)
 
 
 # --- the gated-race scenario -----------------------------------------------------------------

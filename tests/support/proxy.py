@@ -33,12 +33,23 @@ class Result:
         return json.loads(self.body) if self.body else None
 
     def comparable(self) -> tuple[int, dict[str, str | None], Any]:
-        """Status, the headers that matter, and the body as data (bytes when not JSON)."""
+        """Status, the headers that matter, and the body as data (bytes when not JSON); an
+        error's ``innerError`` ids and date are per answer, like the headers they repeat, so
+        they are left out."""
         try:
             body: Any = self.json
         except ValueError:
             body = self.body
-        return self.status, {h: self.headers.get(h) for h in KEY_HEADERS}, body
+        return self.status, {h: self.headers.get(h) for h in KEY_HEADERS}, without_volatile(body)
+
+
+def without_volatile(body: Any) -> Any:
+    """``body`` without an error's per-answer ``innerError`` ids and date (a copy)."""
+    inner = body.get("error", {}).get("innerError") if isinstance(body, dict) else None
+    if not isinstance(inner, dict):
+        return body
+    kept = {k: v for k, v in inner.items() if k not in ("request-id", "client-request-id", "date")}
+    return {**body, "error": {**body["error"], "innerError": kept}}
 
 
 class ProxiedClient:

@@ -167,15 +167,7 @@ def key_differences(recorded: Key, got: Key) -> list[str]:
         out.append(f"method differs: recorded {recorded[0]}, got {got[0]}")
     if recorded[1] != got[1]:
         out.append(f"path differs: recorded {recorded[1]}, got {got[1]}")
-    was, now = dict(recorded[2]), dict(got[2])
-    for name in sorted(was.keys() | now.keys()):
-        if name not in now:
-            out.append(f"query parameter {name} missing: recorded {_shown(was[name])}")
-        elif name not in was:
-            out.append(f"query parameter {name} not recorded: got {_shown(now[name])}")
-        elif was[name] != now[name]:
-            out.append(f"query parameter {name} differs: recorded {_shown(was[name])}, "
-                       f"got {_shown(now[name])}")
+    out += _named_differences("query parameter", dict(recorded[2]), dict(got[2]))
     if recorded[3] != got[3]:
         old, new = _body_fields(recorded[3]), _body_fields(got[3])
         if old is None or new is None:
@@ -183,14 +175,20 @@ def key_differences(recorded: Key, got: Key) -> list[str]:
                        else f"body differs: recorded {'one' if recorded[3] else 'none'}, "
                             f"got {'one' if got[3] else 'none'}")
         else:
-            for name in sorted(old.keys() | new.keys()):
-                if name not in new:
-                    out.append(f"body field {name} missing: recorded {_shown(old[name])}")
-                elif name not in old:
-                    out.append(f"body field {name} not recorded: got {_shown(new[name])}")
-                elif old[name] != new[name]:
-                    out.append(f"body field {name} differs: recorded {_shown(old[name])}, "
-                               f"got {_shown(new[name])}")
+            out += _named_differences("body field", old, new)
+    return out
+
+
+def _named_differences(what: str, was: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """How named values (query parameters, body fields) differ, one line each, by name."""
+    out = []
+    for name in sorted(was.keys() | now.keys()):
+        if name not in now:
+            out.append(f"{what} {name} missing: recorded {_shown(was[name])}")
+        elif name not in was:
+            out.append(f"{what} {name} not recorded: got {_shown(now[name])}")
+        elif was[name] != now[name]:
+            out.append(f"{what} {name} differs: recorded {_shown(was[name])}, got {_shown(now[name])}")
     return out
 
 

@@ -91,6 +91,9 @@ def _guard_flow_hook(hook: str, func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     def guarded(self: Any, flow: http.HTTPFlow) -> Awaitable[None] | None:
         if _failed(flow):  # ended by the guard: our addons are done with it
+            if hook in ("requestheaders", "request") and flow.response is None:
+                # e.g. a failed flow replayed from mitmproxy's UI, which keeps its metadata
+                flow.response = answer_response(flow)
             if hook in ("response", "error"):
                 self.forget(flow)
             if hook == "response" and (flow.response is None

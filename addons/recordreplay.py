@@ -151,7 +151,8 @@ class ExportJobs(FailClosed):
                           "JSON fields to redact, at any depth, in request and response bodies.")
 
     def configure(self, updated: set[str]) -> None:
-        if not any(name.startswith("exportjobs_") for name in updated):
+        if not any(name.startswith("exportjobs_") or name == "stream_large_bodies"
+                   for name in updated):
             return
         install_error_answers()  # once per process; before any flow can meet an upstream error
         # Closed while the new settings are applied; open again only once all of them are.
@@ -235,6 +236,13 @@ class ExportJobs(FailClosed):
 
     def _configure(self, updated: set[str]) -> None:
         opts = ctx.options
+        if getattr(opts, "stream_large_bodies", None):
+            # A streamed request goes upstream before any request hook can answer it, and a
+            # streamed response reaches the client before it is recorded; mitmproxy decides
+            # that per body, after our hooks, so it cannot be turned off per flow.
+            raise exceptions.OptionsError(
+                "stream_large_bodies: the exportjobs addons need whole bodies to answer, record "
+                "or refuse a request before anything goes upstream; unset stream_large_bodies")
         record_mode = self._record_mode()
         cassette = opts.exportjobs_cassette
         if record_mode is not None and not cassette:
@@ -306,7 +314,11 @@ class ExportJobs(FailClosed):
         injected = flow.metadata.get(INJECTED_META)
         answered = flow.response is not None
         seen = traffic(flow, self.scope)
-        if (answered and not injected) or seen.kind is None:
+        if seen.kind is None:
+            if seen.covered and not answered:
+                self._refuse_other(flow, seen.graph)
+            return
+        if answered and not injected:
             return
         if self.refusal is not None or self.stopping:
             if not answered:
@@ -350,6 +362,23 @@ class ExportJobs(FailClosed):
             exchange.number = self.timeline.begin()
         if self.upstream is not None and seen.graph:
             self.upstream.redirect(req)
+
+    def _refuse_other(self, flow: http.HTTPFlow, graph: bool) -> None:
+        """Other paths on an in-scope host, answered here where they must not go out: in
+        replay (and new_episodes, where only a missed exportJobs request may), while
+        refusing, and on Graph itself with an upstream. The connection-level lock refuses
+        them too; answering per flow also covers a connection some other flow opened."""
+        if self.mode in ("replay", "new_episodes") or self.refusal is not None:
+            why = (f"the proxy is not serving ({self.refusal})" if self.refusal is not None
+                   else f"in {self.mode.replace('_', ' ')} mode it forwards nothing to this host")
+        elif self.upstream is not None and graph:
+            why = f"Graph's traffic goes to {self.upstream.url}, never to Graph itself"
+        else:
+            return
+        req = flow.request
+        log.warning("REFUSED %s %s: %s", req.method, req.path.partition("?")[0], why)
+        flow.response = proxy_error_response(req, 502, "badGateway",
+                                             f"The exportjobs proxy did not forward this request: {why}.")
 
     def _answer(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
         assert self.index is not None and exchange.request is not None
@@ -493,12 +522,14 @@ class ExportJobs(FailClosed):
         if not address:
             return
         host, port = str(address[0]), int(address[1])
+        # The address and the TLS server name: a tunnel to Graph's IP still names Graph.
+        names = {host, *([data.server.sni] if data.server.sni else [])}
         if (self.mode == "replay" or self.refusal is not None or (
                 self.mode == "new_episodes" and not self._episodes_in_flight())) \
-                and self.scope.covers(host, port):
+                and any(self.scope.covers(name, port) for name in names):
             why = ("not serving" if self.refusal is not None
                    else f"{self.mode.replace('_', ' ')} mode")
-        elif self.upstream is not None and self.scope.is_graph(host):
+        elif self.upstream is not None and any(self.scope.is_graph(name) for name in names):
             why = f"exportJobs traffic goes to {self.upstream.url}"
         else:
             return

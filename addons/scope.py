@@ -6,6 +6,8 @@ graph.microsoft.com plus any hosts the user adds, and a path that ``match_export
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from collections.abc import Iterable
 
 from mitmproxy import ctx
@@ -13,6 +15,17 @@ from mitmproxy import ctx
 from exportjobs.graph import ExportJobsRoute, match_exportjobs
 
 GRAPH_HOST = "graph.microsoft.com"
+
+
+@functools.lru_cache(maxsize=4096)  # a handful of hosts, asked per request
+def _canonical(host: str) -> str:
+    """A host name as compared: lower case, no trailing dot or brackets, an IP address in
+    its one short form (``0:0:0:0:0:0:0:1`` and ``::1`` are the same host)."""
+    host = host.strip("[]").lower().rstrip(".")
+    try:
+        return ipaddress.ip_address(host).compressed
+    except ValueError:
+        return host
 
 
 class Scope:
@@ -26,10 +39,11 @@ class Scope:
             if not entry:
                 continue
             name, sep, port = entry.rpartition(":")
-            if sep and port.isdigit() and not name.endswith(":"):  # host:port, not bare IPv6
-                self.host_ports.add((name.strip("[]"), int(port)))
+            # host:port or [v6]:port; an unbracketed name with more colons is an IPv6 address
+            if sep and port.isdigit() and (":" not in name or name.endswith("]")):
+                self.host_ports.add((_canonical(name), int(port)))
             else:
-                self.hosts.add(entry.strip("[]"))
+                self.hosts.add(_canonical(entry))
 
     @staticmethod
     def is_graph(host: str) -> bool:
@@ -37,7 +51,7 @@ class Scope:
         return host.lower().rstrip(".") == GRAPH_HOST
 
     def covers(self, host: str, port: int) -> bool:
-        host = host.lower().rstrip(".")
+        host = _canonical(host)
         return host in self.hosts or (host, port) in self.host_ports
 
     def current(self) -> Scope:

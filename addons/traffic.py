@@ -42,13 +42,35 @@ class Traffic(NamedTuple):
 _OUT_OF_SCOPE = Traffic(False, False, None)
 
 
-def classify(request: http.Request, scope: Scope) -> Traffic:
-    """What ``request`` is, under ``scope``."""
-    host = request.host
-    if not scope.covers(host, request.port):
+def _host_part(authority: str | None) -> str | None:
+    """The host of a Host header or authority (``name``, ``name:port``, ``[v6]:port``)."""
+    if not authority:
+        return None
+    if authority.startswith("["):
+        return authority[1:].partition("]")[0]
+    name, sep, port = authority.rpartition(":")
+    return name if sep and port.isdigit() and ":" not in name else authority
+
+
+def names(request: http.Request, sni: str | None = None) -> set[str]:
+    """Every name a request goes by: the host it is sent to (a CONNECT target, an absolute
+    URL's authority, or the mode's destination), its Host header, and the TLS server name.
+    They differ when a client tunnels to an address and names the host inside: a request
+    is ours when any of them is in scope, so no spelling takes it out of scope."""
+    found = {request.host}
+    for other in (_host_part(request.host_header), sni):
+        if other:
+            found.add(other)
+    return found
+
+
+def classify(request: http.Request, scope: Scope, sni: str | None = None) -> Traffic:
+    """What ``request`` (whose connection named ``sni``, if TLS) is, under ``scope``."""
+    hosts = names(request, sni)
+    if not any(scope.covers(host, request.port) for host in hosts):
         return _OUT_OF_SCOPE
     route = match_exportjobs(request.path.partition("?")[0])
-    return Traffic(True, scope.is_graph(host),
+    return Traffic(True, any(scope.is_graph(host) for host in hosts),
                    route.kind(request.method) if route is not None else None)
 
 
@@ -56,8 +78,9 @@ def traffic(flow: http.HTTPFlow, scope: ScopeSource) -> Traffic:
     """The flow's ``Traffic``: classified under ``scope`` by the first addon that asks."""
     found = flow.metadata.get(TRAFFIC_META)
     if type(found) is not Traffic:
-        found = flow.metadata[TRAFFIC_META] = classify(flow.request, scope.current())
+        sni = flow.client_conn.sni if flow.client_conn is not None else None
+        found = flow.metadata[TRAFFIC_META] = classify(flow.request, scope.current(), sni)
     return found
 
 
-__all__ = ["TRAFFIC_META", "ScopeSource", "Traffic", "classify", "traffic"]
+__all__ = ["TRAFFIC_META", "ScopeSource", "Traffic", "classify", "names", "traffic"]

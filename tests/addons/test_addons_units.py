@@ -179,6 +179,18 @@ def test_a_hook_that_raises_answers_a_graph_error_and_ends_the_flow_for_our_addo
         assert broken.responses == 0  # later hooks of our addons are skipped
 
 
+def test_a_failed_flow_sent_again_is_answered_not_let_through():
+    """mitmproxy's replay button keeps a flow's metadata and clears its response: a flow
+    the guard once failed must be answered again, not skipped by our addons and forwarded."""
+    broken = _Broken()
+    with taddons.context(broken):
+        flow = graph_flow("POST", body=json.dumps(CREATE).encode())
+        broken.request(flow)
+        flow.response = None  # as mitmproxy's client replay leaves it
+        broken.request(flow)
+        assert flow.response is not None and flow.response.status_code == 502
+
+
 # --- replay ------------------------------------------------------------------------------------
 
 
@@ -215,9 +227,14 @@ def test_replay_answers_from_the_cassette_with_fresh_volatile_headers(tmp_path):
         assert error_of(again.response)["innerError"]["code"] == "exportJobsCassetteExhausted"
         assert again.response.headers["Content-Type"] == ERROR_CONTENT_TYPE
 
-        elsewhere = graph_flow("GET", "/v1.0/me")
+        elsewhere = graph_flow("GET", "/v1.0/me")  # Graph, not exportJobs: replay sends nothing out
         addon.request(elsewhere)
-        assert elsewhere.response is None  # not exportJobs traffic: untouched
+        assert elsewhere.response is not None and elsewhere.response.status_code == 502
+        assert error_of(elsewhere.response)["code"] == "badGateway"
+
+        other_host = graph_flow("GET", "/v1.0/me", host="example.org")
+        addon.request(other_host)
+        assert other_host.response is None  # not ours: untouched
 
 
 # --- faults --------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Any
 from exportjobs import __version__
 from exportjobs import scenarios as shipped
 from exportjobs.graph import is_guid
-from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
+from exportjobs.simulator.emulator.app import EmulatorConfig, StoreUnreachable, start_emulator
 from exportjobs.simulator.emulator.keys import QUIRKS
 
 UNSAFE_BANNER = (
@@ -68,8 +68,19 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="documented: answer in the shapes of the docs page's examples (get-one "
                    "wrapped in {\"value\": ...}, the 409's inner error spelled innererror), to "
                    "test that a client copes with both (default none: Graph's metadata and SDKs)")
+    p.add_argument("--store", type=_store_url, default=None, metavar="redis://HOST:PORT/DB",
+                   help="keep jobs, the arrival log and the clock in this Redis database, so "
+                   "several serve processes act as one service (default: this process's memory; "
+                   "needs the redis extra: pip install 'exportjobs[redis]')")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
     p.set_defaults(func=_serve)
+
+
+def _store_url(text: str) -> str:
+    if not re.fullmatch(r"(redis://[^\s/]+(/[0-9]+)?/?|unix://\S+)", text):
+        raise argparse.ArgumentTypeError(
+            f"expected a Redis URL like redis://127.0.0.1:6379/0, got {text!r}")
+    return text
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -79,6 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
         known_organizations=args.known_org,
         unsafe_race_window_ms=args.unsafe_race_window_ms,
         quirks=args.quirks,
+        store_url=args.store,
     )
     if config.unsafe_race_window_ms > 0:
         print(UNSAFE_BANNER.format(ms=config.unsafe_race_window_ms), file=sys.stderr, flush=True)
@@ -92,6 +104,9 @@ async def _serve_until_stopped(config: EmulatorConfig, host: str, port: int, acc
         hint = "pick another with --port" if exc.errno == errno.EADDRINUSE else "check --host"
         print(f"exportjobs serve: cannot listen on {host}:{port}: {exc.strerror}; {hint}",
               file=sys.stderr)
+        return 3
+    except StoreUnreachable as exc:
+        print(f"exportjobs serve: {exc}; start it or check --store", file=sys.stderr)
         return 3
     print(f"exportjobs emulator on {emulator.url}/beta/employeeExperience/goals/exportJobs "
           f"(control API: {emulator.url}/_emulator); Ctrl-C stops it", flush=True)

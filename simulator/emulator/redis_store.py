@@ -25,6 +25,8 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from exportjobs.graph import GraphError
@@ -115,7 +117,9 @@ class RedisStore:
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S,
             socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=CONNECT_TIMEOUT_S,
-            decode_responses=False)
+            # One immediate retry on a broken connection: a pooled connection that a Redis
+            # restart closed is replaced at once rather than costing a client a 503.
+            retry=Retry(NoBackoff(), 1), decode_responses=False)
         self.redis = aioredis.Redis(connection_pool=pool)
         self._create = self.redis.register_script(CREATE)
         self._k = {name: PREFIX + name for name in

@@ -115,8 +115,11 @@ async def start_emulator(
     port: int = 0,
     clock: Clock | None = None,
     access_log: bool = False,
+    reuse_port: bool = False,
 ) -> RunningEmulator:
-    """Start the emulator on ``host:port`` (0 = any free port) and return once it listens."""
+    """Start the emulator on ``host:port`` (0 = any free port) and return once it listens.
+
+    ``reuse_port``: share the port with other processes (``SO_REUSEPORT``, see ``workers``)."""
     app = create_app(config, clock=clock)
     try:
         await app[STORE].open()
@@ -141,7 +144,7 @@ async def start_emulator(
 
     try:
         server = await loop.create_server(
-            connection, host, port, backlog=1024, reuse_address=True
+            connection, host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port or None
         )
     except OSError:
         await runner.cleanup()

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -163,3 +164,39 @@ async def test_a_redis_that_stops_answering_gives_503s_within_the_timeouts(
         os.kill(process.pid, signal.SIGCONT)
     answers = await _requests(redis_emulator)
     assert [a[0] for a in answers] == [201, 200, 404, 200]
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The emulator workers among a process's children (not multiprocessing's helpers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    workers = []
+    for child in children:
+        with contextlib.suppress(FileNotFoundError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(int(child))
+    return workers
+
+
+def test_more_than_one_worker_with_the_memory_store_is_refused_saying_why():
+    proc = subprocess.run([sys.executable, "-m", "exportjobs", "serve", "--port", "0", "--workers", "2"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "--workers N > 1 needs a shared store (--store redis://" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+async def test_two_workers_on_one_port_act_as_one_service(redis_url):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exportjobs", "serve", "--port", "0", "--quiet", "--workers", "2",
+         "--store", redis_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        match = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+        assert match is not None, (line, proc.stderr.read() if proc.stderr else "")
+        assert "2 workers" in line
+        assert len(_workers_of(proc.pid)) == 2
+        results = await burst_over([match[1]], BURST)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert sorted(r[0] for r in results) == [201] + [409] * (BURST - 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 from collections.abc import AsyncIterator
 
@@ -11,6 +12,7 @@ import pytest
 from exportjobs.simulator.emulator.app import EmulatorConfig, RunningEmulator, start_emulator
 from exportjobs.simulator.emulator.auth import fake_token
 from tests.support.emulator import COLLECTION, new_pair  # noqa: F401 - re-exported for fixtures
+from tests.support.redis import redis_server, redis_url  # noqa: F401 - fixtures
 
 # Race tests hold ~1,000 sockets in one process (both ends of 500 connections).
 _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -27,7 +29,18 @@ def emulator_config() -> EmulatorConfig:
 
 
 @pytest.fixture
-async def emulator(emulator_config: EmulatorConfig) -> AsyncIterator[RunningEmulator]:
+def emulator_store() -> str:
+    """Which store the emulator keeps its state in: "memory"; override (parametrize) in a
+    test module with "redis" too to run its tests against the Redis store as well."""
+    return "memory"
+
+
+@pytest.fixture
+async def emulator(emulator_config: EmulatorConfig, emulator_store: str,
+                   request: pytest.FixtureRequest) -> AsyncIterator[RunningEmulator]:
+    if emulator_store == "redis":
+        emulator_config = dataclasses.replace(emulator_config,
+                                              store_url=request.getfixturevalue("redis_url"))
     running = await start_emulator(emulator_config)
     try:
         yield running

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,13 +17,14 @@ from aiohttp import web
 from aiohttp.web_log import AccessLogger
 
 from exportjobs.graph import COLLECTION_PATH
-from exportjobs.simulator.emulator.arrivals import ArrivalLog, ArrivalStamp
+from exportjobs.simulator.emulator.arrivals import ArrivalStamp
 from exportjobs.simulator.emulator.control import PREFIX, control_app
 from exportjobs.simulator.emulator.handlers import dispatch
-from exportjobs.simulator.emulator.jobs import Clock, JobStore
-from exportjobs.simulator.emulator.keys import ARRIVALS, CLOCK, CONFIG, STORE, EmulatorConfig
+from exportjobs.simulator.emulator.jobs import Clock
+from exportjobs.simulator.emulator.keys import CONFIG, STORE, EmulatorConfig
 from exportjobs.simulator.emulator.middleware import GraphRequestHandler, graph_middleware
 from exportjobs.simulator.emulator.reading import continue_expected
+from exportjobs.simulator.emulator.store import MemoryStore, Store, StoreUnreachable
 
 log = logging.getLogger("exportjobs.emulator")
 
@@ -32,17 +32,10 @@ log = logging.getLogger("exportjobs.emulator")
 def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = None) -> web.Application:
     """The emulator as an aiohttp ``Application``; state lives on the app (``keys``)."""
     config = config or EmulatorConfig()
-    clock = clock or Clock()
     app = web.Application(middlewares=[graph_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
-    app[CLOCK] = clock
-    app[STORE] = JobStore(
-        clock,
-        start_after=config.start_after,
-        run_for=config.run_for,
-        known_organizations=config.known_organizations,
-    )
-    app[ARRIVALS] = ArrivalLog(deque(maxlen=config.arrival_log_size))
+    app[STORE] = new_store(config, clock)
+    app.on_cleanup.append(_close_store)
     if config.unsafe_race_window_ms > 0:
         log.warning(
             "UNSAFE: check and insert are %.1f ms apart; concurrent creates can all get 201",
@@ -54,6 +47,30 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = No
     app.router.add_route("*", COLLECTION_PATH, dispatch, expect_handler=continue_expected)
     app.router.add_route("*", "/{path:.*}", dispatch, expect_handler=continue_expected)
     return app
+
+
+def new_store(config: EmulatorConfig, clock: Clock | None = None) -> Store:
+    """The store the config names: Redis for a ``store_url``, else this process's memory.
+
+    ``clock`` (memory store only) lets an in-process caller share and move the clock."""
+    if config.store_url is None:
+        return MemoryStore(start_after=config.start_after, run_for=config.run_for,
+                           known_organizations=config.known_organizations,
+                           arrival_log_size=config.arrival_log_size, clock=clock)
+    if clock is not None:
+        raise ValueError("a shared clock lives in the store; give clock only for the memory store")
+    try:
+        from exportjobs.simulator.emulator.redis_store import RedisStore
+    except ImportError:
+        raise StoreUnreachable("the Redis store needs the redis package: "
+                               "pip install 'exportjobs[redis]'") from None
+    return RedisStore(config.store_url, start_after=config.start_after, run_for=config.run_for,
+                      known_organizations=config.known_organizations,
+                      arrival_log_size=config.arrival_log_size)
+
+
+async def _close_store(app: web.Application) -> None:
+    await app[STORE].close()
 
 
 @dataclass
@@ -71,12 +88,16 @@ class RunningEmulator:
         return f"http://{self.host}:{self.port}"
 
     @property
-    def store(self) -> JobStore:
+    def store(self) -> Store:
         return self.app[STORE]
 
     @property
     def clock(self) -> Clock:
-        return self.app[CLOCK]
+        """The memory store's clock, for in-process tests (a shared one moves by the control API)."""
+        store = self.app[STORE]
+        if not isinstance(store, MemoryStore):
+            raise TypeError("this emulator's clock lives in its store: use the control API")
+        return store.clock
 
     async def close(self) -> None:
         self.server.close()
@@ -94,9 +115,17 @@ async def start_emulator(
     port: int = 0,
     clock: Clock | None = None,
     access_log: bool = False,
+    reuse_port: bool = False,
 ) -> RunningEmulator:
-    """Start the emulator on ``host:port`` (0 = any free port) and return once it listens."""
+    """Start the emulator on ``host:port`` (0 = any free port) and return once it listens.
+
+    ``reuse_port``: share the port with other processes (``SO_REUSEPORT``, see ``workers``)."""
     app = create_app(config, clock=clock)
+    try:
+        await app[STORE].open()
+    except StoreUnreachable:
+        await app[STORE].close()
+        raise
     handler_options: dict[str, Any] = {
         "access_log": logging.getLogger("exportjobs.access") if access_log else None,
         "access_log_format": ACCESS_LOG_FORMAT,
@@ -115,7 +144,7 @@ async def start_emulator(
 
     try:
         server = await loop.create_server(
-            connection, host, port, backlog=1024, reuse_address=True
+            connection, host, port, backlog=1024, reuse_address=True, reuse_port=reuse_port or None
         )
     except OSError:
         await runner.cleanup()
@@ -125,4 +154,5 @@ async def start_emulator(
 
 
 # EmulatorConfig is part of this factory's signature: the one import a caller needs.
-__all__ = ["EmulatorConfig", "RunningEmulator", "create_app", "start_emulator"]
+__all__ = ["EmulatorConfig", "RunningEmulator", "StoreUnreachable", "create_app", "new_store",
+           "start_emulator"]

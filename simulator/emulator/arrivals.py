@@ -33,10 +33,15 @@ class ArrivalLog:
     entries: deque[Arrival] = field(default_factory=deque)
 
     def record(self, request: web.Request) -> Arrival:
-        arrival = Arrival(arrival_ns(request) // 1000,
-                          client_request_id=request.headers.get("client-request-id", "")[:128] or None)
+        arrival = new_arrival(request)
         self.entries.append(arrival)
         return arrival
+
+
+def new_arrival(request: web.Request) -> Arrival:
+    """The arrival of this create, not yet logged (the store logs it with its outcome)."""
+    return Arrival(arrival_ns(request) // 1000,
+                   client_request_id=request.headers.get("client-request-id", "")[:128] or None)
 
 
 def arrival_ns(request: web.Request) -> int:

@@ -25,7 +25,7 @@ from exportjobs.graph import (
     load_json,
 )
 from exportjobs.simulator.emulator.handlers import dispatch
-from exportjobs.simulator.emulator.keys import ARRIVALS, CLOCK, CONFIG, STORE
+from exportjobs.simulator.emulator.keys import CONFIG, STORE
 from exportjobs.simulator.emulator.reading import continue_expected, read_body
 
 PREFIX = "/_emulator"
@@ -54,48 +54,50 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 async def info(request: web.Request) -> web.Response:
-    state = request.config_dict
-    config = state[CONFIG]
+    config = request.config_dict[CONFIG]
+    store = request.config_dict[STORE]
     return _ok({
-        "now": graph_time(state[CLOCK].now()),
-        "clockOffsetSeconds": state[CLOCK].offset,
+        "now": graph_time(await store.now()),
+        "clockOffsetSeconds": await store.clock_offset(),
         "startAfterSeconds": config.start_after,
         "runForSeconds": config.run_for,
         "unsafeRaceWindowMs": config.unsafe_race_window_ms,
-        "knownOrganizations": sorted(state[STORE].known_organizations or []) or None,
-        "jobs": len(state[STORE].jobs),
+        "knownOrganizations": await store.known_organizations() or None,
+        "jobs": await store.count(),
     })
 
 
 async def reset(request: web.Request) -> web.Response:
-    request.config_dict[STORE].reset()
-    request.config_dict[ARRIVALS].entries.clear()
+    await request.config_dict[STORE].reset()
     return _ok({"reset": True})
 
 
 async def advance_clock(request: web.Request) -> web.Response:
     seconds = (await _body(request)).get("seconds")
-    room = MAX_ADVANCE_S - request.config_dict[CLOCK].offset
+    store = request.config_dict[STORE]
+    room = MAX_ADVANCE_S - await store.clock_offset()
     if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not 0 <= seconds <= room:
         raise GraphError(400, "badRequest", f"Give {{\"seconds\": N}} with N from 0 to {room:g} "
                          "(the clock moves at most a hundred years in all).")
-    now = request.config_dict[CLOCK].advance(float(seconds))
-    return _ok({"now": graph_time(now), "clockOffsetSeconds": request.config_dict[CLOCK].offset})
+    offset = await store.advance_clock(float(seconds))
+    return _ok({"now": graph_time(await store.now()), "clockOffsetSeconds": offset})
 
 
 async def fail_job(request: web.Request) -> web.Response:
     store = request.config_dict[STORE]
-    job = store.jobs.get(request.match_info["job_id"])
-    if job is None:
+    job_id = request.match_info["job_id"]
+    if await store.get(job_id) is None:
         raise GraphError(404, "notFound", "No such job in the emulator.")
     immediately = (await _body(request)).get("immediately", True)
-    now = store.clock.now()
-    job.fail(now, immediately=bool(immediately))
+    failed = await store.fail(job_id, immediately=bool(immediately))
+    if failed is None:  # reset meanwhile
+        raise GraphError(404, "notFound", "No such job in the emulator.")
+    job, now = failed
     return _ok({"id": job.id, "status": job.status(now), "endsAt": graph_time(job.ends_at)})
 
 
 async def arrivals(request: web.Request) -> web.Response:
-    entries = list(request.config_dict[ARRIVALS].entries)
+    entries = await request.config_dict[STORE].arrivals()
     times = [a.monotonic_us for a in entries]
     return _ok({
         "arrivals": [
@@ -108,7 +110,7 @@ async def arrivals(request: web.Request) -> web.Response:
 
 
 async def clear_arrivals(request: web.Request) -> web.Response:
-    request.config_dict[ARRIVALS].entries.clear()
+    await request.config_dict[STORE].clear_arrivals()
     return _ok({"cleared": True})
 
 
@@ -116,8 +118,7 @@ async def set_organizations(request: web.Request) -> web.Response:
     known = (await _body(request)).get("known")
     if known is not None and (not isinstance(known, list) or not all(is_guid(o) for o in known)):
         raise GraphError(400, "badRequest", "Give {\"known\": [GUID, ...]} or {\"known\": null}.")
-    store = request.config_dict[STORE]
-    store.known_organizations = None if known is None else {o.lower() for o in known}
+    await request.config_dict[STORE].set_known_organizations(known)
     return _ok({"knownOrganizations": known})
 
 

@@ -9,7 +9,6 @@ single entity bare, ``innerError``), unless the config asks for the docs example
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import math
 import re
@@ -27,9 +26,10 @@ from exportjobs.graph import (
     odata_context,
     parse_create,
 )
+from exportjobs.simulator.emulator.arrivals import new_arrival
 from exportjobs.simulator.emulator.auth import check_authorization
-from exportjobs.simulator.emulator.jobs import Job, JobStore, export_csv, is_well_formed_job_id
-from exportjobs.simulator.emulator.keys import ARRIVALS, CONFIG, STORE
+from exportjobs.simulator.emulator.jobs import Job, export_csv, is_well_formed_job_id
+from exportjobs.simulator.emulator.keys import CONFIG, STORE
 from exportjobs.simulator.emulator.odata import (
     CONTENT_OPTIONS,
     COUNT_OPTIONS,
@@ -42,6 +42,7 @@ from exportjobs.simulator.emulator.odata import (
     project,
 )
 from exportjobs.simulator.emulator.reading import read_body
+from exportjobs.simulator.emulator.store import Store
 
 Handler = Callable[[web.Request, ExportJobsRoute], Awaitable[web.StreamResponse]]
 
@@ -112,35 +113,28 @@ def _authorize(request: web.Request, *, write: bool) -> None:
 
 async def create_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
     state = request.config_dict
-    arrivals = state[ARRIVALS]
+    store = state[STORE]
+    arrival = new_arrival(request)
     try:
         raw = await read_body(request)
-    except GraphError as err:
-        arrivals.record(request).status = err.status
-        raise
-    arrival = arrivals.record(request)
-    store = state[STORE]
-    try:
-        organization_id, view_id = _accepted_create(request, raw, store)
-        window_ms = state[CONFIG].unsafe_race_window_ms
-        if window_ms > 0:
-            job, created = await _unsafe_create(store, organization_id, view_id, window_ms)
-        else:
-            job, created = store.create(organization_id, view_id)  # check + insert, no await between
-        arrival.job_id = job.id
-        response = _create_response(request, route, store, job, created)
+        organization_id, view_id = await _accepted_create(request, raw, store)
     except GraphError as err:
         arrival.status = err.status
+        await store.record_arrival(arrival)
         raise
-    arrival.status = response.status
-    return response
+    window_ms = state[CONFIG].unsafe_race_window_ms
+    if window_ms > 0:
+        job, created = await store.create_racy(organization_id, view_id, arrival, window_ms / 1000)
+    else:
+        job, created = await store.create(organization_id, view_id, arrival)  # atomic: see store
+    return _create_response(request, route, job, created)
 
 
-def _accepted_create(request: web.Request, raw: bytes, store: JobStore) -> tuple[str, str]:
+async def _accepted_create(request: web.Request, raw: bytes, store: Store) -> tuple[str, str]:
     """The (organization, view) pair of a create the caller may make, else a GraphError."""
     _authorize(request, write=True)
     create = parse_create(raw, request.content_type)
-    if not store.organization_known(create.organization_id):
+    if not await store.organization_known(create.organization_id):
         raise GraphError(
             404, "notFound", "Goals organization not found", inner_code="goalsOrganizationIdNotFound"
         )
@@ -148,9 +142,9 @@ def _accepted_create(request: web.Request, raw: bytes, store: JobStore) -> tuple
 
 
 def _create_response(
-    request: web.Request, route: ExportJobsRoute, store: JobStore, job: Job, created: bool
+    request: web.Request, route: ExportJobsRoute, job: Job, created: bool
 ) -> web.Response:
-    """The 201 for a job just created; for a pending one, the 409 naming it."""
+    """The 201 for a job just created (as it stood then); for a pending one, the 409 naming it."""
     url = _job_url(request, route, job.id)
     if not created:
         raise GraphError(
@@ -163,43 +157,31 @@ def _create_response(
             inner_key="innererror" if _documented(request) else "innerError",
             headers={"Location": url},
         )
-    body = {"@odata.context": _context(request, route, entity=True),
-            **job.to_graph(store.clock.now(), url)}
+    body = {"@odata.context": _context(request, route, entity=True), **job.to_graph(job.created_at, url)}
     return _json(201, body, {"Location": url})
-
-
-async def _unsafe_create(
-    store: JobStore, organization_id: str, view_id: str, window_ms: float
-) -> tuple[Job, bool]:
-    """Deliberately broken: other creates may run between the check and the insert."""
-    pending = store.pending_job(organization_id, view_id)
-    if pending is not None:
-        return pending, False
-    await asyncio.sleep(window_ms / 1000)
-    return store.insert(organization_id, view_id), True
 
 
 # --- reads -----------------------------------------------------------------------------------
 
 
-def _filtered_jobs(request: web.Request) -> list[Job]:
+async def _filtered_jobs(request: web.Request) -> list[Job]:
     """The jobs a list's (or a count's) ``$filter`` names, all of them without one."""
     organizations = parse_filter(request.query.get("$filter", ""))
     store = request.config_dict[STORE]
     if organizations is None:
-        return store.list()
+        return await store.list_jobs()
     if len(organizations) == 1:
-        return store.list(organizations.pop())
+        return await store.list_jobs(organizations.pop())
     return []  # "eq a and eq b" with a != b matches nothing
 
 
 async def list_jobs(request: web.Request, route: ExportJobsRoute) -> web.Response:
     _authorize(request, write=False)
     check_query_options(request.query, LIST_OPTIONS)
-    jobs = _filtered_jobs(request)
+    jobs = await _filtered_jobs(request)
     select = parse_select(request.query.get("$select"))
     counted = parse_count(request.query.get("$count"))
-    now = request.config_dict[STORE].clock.now()
+    now = await request.config_dict[STORE].now()
     value = [project(job.to_graph(now, _job_url(request, route, job.id)), select) for job in jobs]
     body: dict[str, object] = {"@odata.context": _context(request, route, select)}
     if counted:
@@ -212,14 +194,14 @@ async def count_jobs(request: web.Request, route: ExportJobsRoute) -> web.Respon
     """``GET .../exportJobs/$count``: how many jobs (a ``$filter`` applies), as plain text."""
     _authorize(request, write=False)
     check_query_options(request.query, COUNT_OPTIONS)
-    return web.Response(text=str(len(_filtered_jobs(request))), content_type="text/plain")
+    return web.Response(text=str(len(await _filtered_jobs(request))), content_type="text/plain")
 
 
-def _find_job(request: web.Request, route: ExportJobsRoute) -> Job:
+async def _find_job(request: web.Request, route: ExportJobsRoute) -> Job:
     job_id = route.job_id or ""
     if not is_well_formed_job_id(job_id):
         raise GraphError(400, "badRequest", "Invalid JobKey specified", inner_code="unknown")
-    job = request.config_dict[STORE].jobs.get(job_id)
+    job = await request.config_dict[STORE].get(job_id)
     if job is None:
         raise GraphError(
             404, "notFound", "Specified export job not found", inner_code="exportJobNotFound"
@@ -232,9 +214,9 @@ async def get_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
         return await count_jobs(request, route)
     _authorize(request, write=False)
     check_query_options(request.query, GET_OPTIONS)
-    job = _find_job(request, route)
+    job = await _find_job(request, route)
     select = parse_select(request.query.get("$select"))
-    now = request.config_dict[STORE].clock.now()
+    now = await request.config_dict[STORE].now()
     headers = {}
     if job.status(now) in ("notStarted", "running"):
         cap = request.config_dict[CONFIG].retry_after_cap_s
@@ -248,8 +230,8 @@ async def get_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
 async def get_content(request: web.Request, route: ExportJobsRoute) -> web.Response:
     _authorize(request, write=False)
     check_query_options(request.query, CONTENT_OPTIONS)
-    job = _find_job(request, route)
-    now = request.config_dict[STORE].clock.now()
+    job = await _find_job(request, route)
+    now = await request.config_dict[STORE].now()
     status = job.status(now)
     if status != "succeeded":
         raise GraphError(

@@ -48,6 +48,19 @@ def encode_job_id(number: int) -> str:
     return base64.urlsafe_b64encode(key.encode()).rstrip(b"=").decode()
 
 
+def job_number(job_id: str) -> int | None:
+    """The number ``encode_job_id`` made ``job_id`` from, or None for any other string."""
+    raw = job_id.encode()
+    if len(raw) > 64:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4)))
+        number = int(key["id"])
+    except (binascii.Error, ValueError, UnicodeDecodeError, TypeError, KeyError):
+        return None
+    return number if number >= 0 and encode_job_id(number) == job_id else None
+
+
 def is_well_formed_job_id(job_id: str) -> bool:
     """True when ``job_id`` decodes as a Graph job key (optionally ``j!``-prefixed)."""
     raw = job_id[2:] if job_id.startswith("j!") else job_id
@@ -172,9 +185,8 @@ class JobStore:
     def create(self, organization_id: str, explorer_view_id: str) -> tuple[Job, bool]:
         """Atomically create a job, or return the pending one: ``(job, created)``.
 
-        There is no await between the check and the insert, so on one event loop no
-        other create can slip in between: exactly one of any number of concurrent
-        identical creates gets ``created=True``.
+        The guarantee is stated in ``store``; this method keeps it by having no await
+        between the check and the insert.
         """
         key = (organization_id.lower(), explorer_view_id.lower())  # one key for both steps
         pending = self._pending_at(key)

@@ -6,9 +6,9 @@ finds it from the root app and from the control sub-app alike (in a sub-app,
 ``request.app`` is the sub-app, which holds none of it).
 
 - ``CONFIG``: the ``EmulatorConfig`` the app was built with (read-only).
-- ``CLOCK``: the ``Clock`` every job's status is computed from (the control API moves it).
-- ``STORE``: the ``JobStore``, the jobs and the known organizations.
-- ``ARRIVALS``: the ``ArrivalLog`` of creates, read through the control API.
+- ``STORE``: the ``Store`` (see ``store``): the jobs, the arrival log of creates, the clock
+  every job's status is computed from, and the known organizations; in this process's
+  memory, or in Redis when ``store_url`` names one.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from typing import Literal
 
 from aiohttp import web
 
-from exportjobs.simulator.emulator.arrivals import ArrivalLog
-from exportjobs.simulator.emulator.jobs import Clock, JobStore
+from exportjobs.simulator.emulator.store import Store
 
 # Which shapes the emulator answers in. "none": Graph's metadata, OData's JSON format and
 # every SDK generated from them (get-one is the bare entity, the inner error is innerError).
@@ -41,15 +40,16 @@ class EmulatorConfig:
     retry_after_cap_s: int = 60
     arrival_log_size: int = 100_000
     quirks: Quirks = "none"  # "documented": the docs examples' shapes (see QUIRKS)
+    store_url: str | None = None  # "redis://HOST:PORT/DB": state shared in Redis; None: memory
 
     def __post_init__(self) -> None:
         if self.quirks not in QUIRKS:
             raise ValueError(f"quirks must be one of {', '.join(QUIRKS)}, not {self.quirks!r}")
+        if self.store_url is not None and not self.store_url.startswith(("redis://", "unix://")):
+            raise ValueError(f"store must be a redis://HOST:PORT/DB URL, not {self.store_url!r}")
 
 
 CONFIG = web.AppKey("config", EmulatorConfig)
-CLOCK = web.AppKey("clock", Clock)
-STORE = web.AppKey("store", JobStore)
-ARRIVALS = web.AppKey("arrivals", ArrivalLog)
+STORE: web.AppKey[Store] = web.AppKey("store")
 
-__all__ = ["ARRIVALS", "CLOCK", "CONFIG", "QUIRKS", "STORE", "EmulatorConfig", "Quirks"]
+__all__ = ["CONFIG", "QUIRKS", "STORE", "EmulatorConfig", "Quirks"]

@@ -9,6 +9,7 @@ import logging
 import re
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from typing import Any
 from exportjobs import __version__
 from exportjobs import scenarios as shipped
 from exportjobs.graph import is_guid
-from exportjobs.simulator.emulator.app import EmulatorConfig, start_emulator
+from exportjobs.simulator.emulator.app import EmulatorConfig, StoreUnreachable, start_emulator
 from exportjobs.simulator.emulator.keys import QUIRKS
+from exportjobs.simulator.emulator.workers import WorkersFailed, needs_shared_store, start_workers
 
 UNSAFE_BANNER = (
     "!!! UNSAFE: --unsafe-race-window-ms {ms:g} !!!\n"
@@ -68,8 +70,28 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="documented: answer in the shapes of the docs page's examples (get-one "
                    "wrapped in {\"value\": ...}, the 409's inner error spelled innererror), to "
                    "test that a client copes with both (default none: Graph's metadata and SDKs)")
+    p.add_argument("--store", type=_store_url, default=None, metavar="redis://HOST:PORT/DB",
+                   help="keep jobs, the arrival log and the clock in this Redis database, so "
+                   "several serve processes act as one service (default: this process's memory; "
+                   "needs the redis extra: pip install 'exportjobs[redis]')")
+    p.add_argument("--workers", type=_workers, default=1, metavar="N",
+                   help="serve from N processes sharing the port and the store (N > 1 needs "
+                   "--store; default 1)")
     p.add_argument("--quiet", action="store_true", help="do not log each request")
     p.set_defaults(func=_serve)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"expected a number of processes from 1 to 64, got {text!r}")
+    return int(text)
+
+
+def _store_url(text: str) -> str:
+    if not re.fullmatch(r"(redis://[^\s/]+(/[0-9]+)?/?|unix://\S+)", text):
+        raise argparse.ArgumentTypeError(
+            f"expected a Redis URL like redis://127.0.0.1:6379/0, got {text!r}")
+    return text
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -79,10 +101,41 @@ def _serve(args: argparse.Namespace) -> int:
         known_organizations=args.known_org,
         unsafe_race_window_ms=args.unsafe_race_window_ms,
         quirks=args.quirks,
+        store_url=args.store,
     )
+    reason = needs_shared_store(config, args.workers)
+    if reason is not None:
+        print(f"exportjobs serve: {reason}", file=sys.stderr)
+        return 2
     if config.unsafe_race_window_ms > 0:
         print(UNSAFE_BANNER.format(ms=config.unsafe_race_window_ms), file=sys.stderr, flush=True)
+    if args.workers > 1:
+        return _serve_workers(config, args.host, args.port, args.workers, not args.quiet)
     return asyncio.run(_serve_until_stopped(config, args.host, args.port, not args.quiet))
+
+
+def _serve_workers(config: EmulatorConfig, host: str, port: int, workers: int, access_log: bool) -> int:
+    try:
+        running = start_workers(config, host, port, workers, access_log=access_log)
+    except (OSError, WorkersFailed) as exc:
+        print(f"exportjobs serve: cannot start {workers} workers on {host}:{port}: {exc}",
+              file=sys.stderr)
+        return 3
+    print(f"exportjobs emulator on {running.url}/beta/employeeExperience/goals/exportJobs "
+          f"(control API: {running.url}/_emulator; {workers} workers sharing {config.store_url}); "
+          "Ctrl-C stops it", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.is_set():
+            if running.wait_any(timeout=0.2) and not stop.is_set():  # not Ctrl-C's own exit
+                print("exportjobs serve: a worker exited; stopping the others", file=sys.stderr)
+                running.stop()
+                return 3
+    finally:
+        running.stop()
+    return 0
 
 
 async def _serve_until_stopped(config: EmulatorConfig, host: str, port: int, access_log: bool) -> int:
@@ -92,6 +145,9 @@ async def _serve_until_stopped(config: EmulatorConfig, host: str, port: int, acc
         hint = "pick another with --port" if exc.errno == errno.EADDRINUSE else "check --host"
         print(f"exportjobs serve: cannot listen on {host}:{port}: {exc.strerror}; {hint}",
               file=sys.stderr)
+        return 3
+    except StoreUnreachable as exc:
+        print(f"exportjobs serve: {exc}; start it or check --store", file=sys.stderr)
         return 3
     print(f"exportjobs emulator on {emulator.url}/beta/employeeExperience/goals/exportJobs "
           f"(control API: {emulator.url}/_emulator); Ctrl-C stops it", flush=True)

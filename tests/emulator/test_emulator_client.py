@@ -65,7 +65,7 @@ async def test_every_call_reads_and_changes_the_emulator(control, emulator, http
     assert [(a.status, a.job_id) for a in log.arrivals] == [(201, job_id), (409, job_id)]
     assert log.spread_us == log.arrivals[1].monotonic_us - log.arrivals[0].monotonic_us
     await control.clear_arrivals()
-    assert (await control.arrivals()).arrivals == () and len(emulator.store.jobs) == 1
+    assert (await control.arrivals()).arrivals == () and len(emulator.store.job_store.jobs) == 1
 
     moved = await control.advance_clock(1.5)
     assert moved.clock_offset_s == emulator.clock.offset == 1.5
@@ -83,7 +83,7 @@ async def test_every_call_reads_and_changes_the_emulator(control, emulator, http
 
     await control.reset()
     after = await control.info()
-    assert after.jobs == 0 and not emulator.store.jobs
+    assert after.jobs == 0 and not emulator.store.job_store.jobs
 
 
 async def test_an_emulator_refusal_is_an_error_with_its_message(control):

@@ -14,6 +14,18 @@ from tests.support.emulator import COLLECTION, new_pair
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
+@pytest.fixture(params=["memory", "redis"])
+def emulator_store(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against the in-memory store and against a real Redis."""
+    return request.param
+
+
+async def advance(http, seconds: float) -> None:
+    """Move the emulator clock through the control API (the clock may live in Redis)."""
+    async with http.post("/_emulator/clock/advance", json={"seconds": seconds}) as r:
+        assert r.status == 200
+
+
 
 async def test_create_returns_201_with_job_and_absolute_location(emulator, http):
     body = new_pair()
@@ -140,7 +152,7 @@ async def test_recreate_after_success_and_after_failure_is_201(emulator, http):
     body = new_pair()
     async with http.post(COLLECTION, json=body) as r:
         first = await r.json()
-    emulator.clock.advance(7.0)  # past start_after + run_for
+    await advance(http, 7.0)  # past start_after + run_for
     async with http.post(COLLECTION, json=body) as r:
         assert r.status == 201
         second = await r.json()

@@ -6,8 +6,22 @@ import uuid
 
 import pytest
 
+from exportjobs.simulator.emulator.app import EmulatorConfig
 from exportjobs.simulator.emulator.jobs import encode_job_id
 from tests.support.emulator import COLLECTION, new_pair
+
+
+@pytest.fixture(params=["memory", "redis"])
+def emulator_store(request: pytest.FixtureRequest) -> str:
+    """Every test here runs against the in-memory store and against a real Redis."""
+    return request.param
+
+
+async def advance(http, seconds: float) -> None:
+    """Move the emulator clock through the control API (the clock may live in Redis)."""
+    async with http.post("/_emulator/clock/advance", json={"seconds": seconds}) as r:
+        assert r.status == 200
+
 
 
 async def create(http, body=None) -> tuple[dict, str]:
@@ -27,13 +41,13 @@ async def test_full_lifecycle_with_a_controlled_clock(emulator, http):
     assert status == 200 and body["status"] == "notStarted"
     assert headers["Retry-After"] == "7"  # 2 s not started + 5 s running, rounded up
 
-    emulator.clock.advance(2.0)
+    await advance(http, 2.0)
     status, headers, body = await get_job(http, location)
     assert body["status"] == "running"
     assert 1 <= int(headers["Retry-After"]) <= 5
     assert body["resourceLocation"] is None
 
-    emulator.clock.advance(5.0)
+    await advance(http, 5.0)
     status, headers, body = await get_job(http, location)
     done = body
     assert done["status"] == "succeeded"
@@ -49,8 +63,8 @@ async def test_full_lifecycle_with_a_controlled_clock(emulator, http):
     assert len(text.splitlines()) > 1
 
 
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(start_after=2.0, run_for=600.0)])
 async def test_retry_after_is_capped_at_60(emulator, http):
-    emulator.store.run_for = 600.0
     _, location = await create(http)
     _, headers, _ = await get_job(http, location)
     assert headers["Retry-After"] == "60"
@@ -69,7 +83,7 @@ async def test_failed_job_has_no_content_and_no_resource_location(emulator, http
     job, location = await create(http)
     async with http.post(f"/_emulator/jobs/{job['id']}/fail", json={"immediately": False}) as r:
         assert (await r.json())["status"] == "notStarted"  # fails when its run ends
-    emulator.clock.advance(7.0)
+    await advance(http, 7.0)
     _, _, body = await get_job(http, location)
     assert body["status"] == "failed"
     assert body["resourceLocation"] is None
@@ -79,7 +93,7 @@ async def test_failed_job_has_no_content_and_no_resource_location(emulator, http
 
 async def test_content_expires(emulator, http):
     _, location = await create(http)
-    emulator.clock.advance(7.0 + 41 * 24 * 3600)
+    await advance(http, 7.0 + 41 * 24 * 3600)
     async with http.get(f"{location}/content") as r:
         assert r.status == 404
         assert (await r.json())["error"]["innerError"]["code"] == "exportJobContentExpired"

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.support.emulator import COLLECTION, new_pair
-
-
-@pytest.fixture(params=["memory", "redis"])
-def emulator_store(request: pytest.FixtureRequest) -> str:
-    """Every test here runs against the in-memory store and against a real Redis."""
-    return request.param
-
-
-async def advance(http, seconds: float) -> None:
-    """Move the emulator clock through the control API (the clock may live in Redis)."""
-    async with http.post("/_emulator/clock/advance", json={"seconds": seconds}) as r:
-        assert r.status == 200
-
+from tests.support.emulator import (
+    COLLECTION,
+    every_store,  # noqa: F401 - runs this module against both stores
+    new_pair,
+)
 
 
 async def test_info_reports_configuration(http):

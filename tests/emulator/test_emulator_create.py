@@ -10,20 +10,15 @@ import pytest
 
 from exportjobs.graph import is_guid, new_request_id
 from exportjobs.simulator.emulator.app import EmulatorConfig
-from tests.support.emulator import COLLECTION, new_pair
+from tests.support.emulator import (
+    COLLECTION,
+    advance,
+    every_store,  # noqa: F401 - runs this module against both stores
+    new_pair,
+)
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
-@pytest.fixture(params=["memory", "redis"])
-def emulator_store(request: pytest.FixtureRequest) -> str:
-    """Every test here runs against the in-memory store and against a real Redis."""
-    return request.param
-
-
-async def advance(http, seconds: float) -> None:
-    """Move the emulator clock through the control API (the clock may live in Redis)."""
-    async with http.post("/_emulator/clock/advance", json={"seconds": seconds}) as r:
-        assert r.status == 200
 
 
 

@@ -8,20 +8,12 @@ import pytest
 
 from exportjobs.simulator.emulator.app import EmulatorConfig
 from exportjobs.simulator.emulator.jobs import encode_job_id
-from tests.support.emulator import COLLECTION, new_pair
-
-
-@pytest.fixture(params=["memory", "redis"])
-def emulator_store(request: pytest.FixtureRequest) -> str:
-    """Every test here runs against the in-memory store and against a real Redis."""
-    return request.param
-
-
-async def advance(http, seconds: float) -> None:
-    """Move the emulator clock through the control API (the clock may live in Redis)."""
-    async with http.post("/_emulator/clock/advance", json={"seconds": seconds}) as r:
-        assert r.status == 200
-
+from tests.support.emulator import (
+    COLLECTION,
+    advance,
+    every_store,  # noqa: F401 - runs this module against both stores
+    new_pair,
+)
 
 
 async def create(http, body=None) -> tuple[dict, str]:

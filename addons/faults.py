@@ -88,6 +88,7 @@ class Faults(FailClosed):
         self.client_header = opts.exportjobs_fault_client_header or None
         if not opts.exportjobs_faults:
             self.plan = None
+            self.take_part(False)
             return
         try:
             plan = load_plan(opts.exportjobs_faults)
@@ -97,6 +98,7 @@ class Faults(FailClosed):
         seed = seed if seed is not None else plan.seed if plan.seed is not None else new_seed()
         plan.start(seed)
         self.plan, self.windows = plan, {}
+        self.take_part(True)
         if "connection_strategy" in opts and opts.connection_strategy != "lazy":
             # mitmproxy connects upstream on CONNECT by default; a request answered here
             # must not cost the service even a connection.

@@ -111,6 +111,9 @@ class RaceGate(FailClosed):
             raise OptionError("exportjobs_gate_timeout", f"must be more than 0 and at most "
                               f"{MAX_GATE_TIMEOUT:g} seconds, got {timeout:g}")
         self.count, self.timeout = count, timeout
+        # Off, the gate takes no part in flows; creates it still holds keep their answers.
+        self.take_part(bool(count), ("request",))
+        self.take_part(bool(count or self._by_flow), ("response", "error"))
         if count:
             log.info("exportjobs: race gate holds identical creates until %d arrive (timeout %gs)",
                      count, timeout)

@@ -156,6 +156,19 @@ class FailClosed:
     def forget(self, flow: http.HTTPFlow) -> None:
         """Drop what this addon keeps about ``flow``, which the guard ended."""
 
+    def take_part(self, active: bool, hooks: tuple[str, ...] = FLOW_HOOKS) -> None:
+        """Whether mitmproxy calls this addon's flow ``hooks`` at all. Off, they are shadowed
+        by None on the instance: mitmproxy's hook lookup finds nothing to call and skips the
+        addon, instead of building the hook's arguments and calling one that returns at once
+        (an addon that is off then costs a flow nothing)."""
+        for hook in hooks:
+            if not any(hook in cls.__dict__ for cls in type(self).__mro__):
+                continue
+            if active:
+                self.__dict__.pop(hook, None)
+            else:
+                setattr(self, hook, None)
+
 
 # --- Graph errors instead of mitmproxy's HTML error page --------------------------------------
 

@@ -271,3 +271,23 @@ def test_volatile_headers_echo_the_client_request_id_or_repeat_the_request_id():
     assert own != "abc" and parsedate_to_datetime(when).tzinfo is not None
     (_, rid2), (_, cid2), _ = volatile_headers(None)
     assert cid2 == rid2 and rid2 != own
+
+
+# --- addons that are off ---------------------------------------------------------------------
+
+
+def test_faults_and_the_gate_take_no_part_in_flows_while_off():
+    """Off, their flow hooks are not there for mitmproxy to call (no per-flow cost); on,
+    they are, and off again removes them."""
+    faults, gate = Faults(), RaceGate()
+    with taddons.context(faults, gate) as tctx:
+        for addon in (faults, gate):
+            for hook in ("request", "response", "error"):
+                assert getattr(addon, hook, None) is None, (type(addon).__name__, hook)
+        tctx.configure(faults, exportjobs_faults="create:429@1")
+        tctx.configure(gate, exportjobs_gate=2)
+        assert callable(faults.request)
+        assert callable(gate.request) and callable(gate.response) and callable(gate.error)
+        tctx.configure(faults, exportjobs_faults=None)
+        tctx.configure(gate, exportjobs_gate=0)
+        assert faults.request is None and gate.request is None and gate.response is None

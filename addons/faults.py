@@ -69,6 +69,7 @@ class Faults(FailClosed):
         self.windows: dict[tuple[str, str], float] = {}
         self.injected = 0
         self._scope = OptionScope()
+        self.take_part(False)  # until a plan is configured
 
     def load(self, loader) -> None:
         loader.add_option("exportjobs_faults", Optional[str], None,

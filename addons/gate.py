@@ -91,6 +91,7 @@ class RaceGate(FailClosed):
         self._by_flow: dict[str, _Hold] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._scope = OptionScope()
+        self.take_part(False)  # until a count is configured
 
     def load(self, loader) -> None:
         loader.add_option("exportjobs_gate", int, 0,

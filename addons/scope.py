@@ -1,7 +1,8 @@
-"""Scope: which requests are exportJobs traffic.
+"""Scope: which hosts are ours.
 
-graph.microsoft.com plus any hosts the user adds, and a path that ``match_exportjobs``
-(the one path check, shared with the emulator) accepts. Everything else is not ours.
+graph.microsoft.com plus any hosts the user adds. Whether a request on them is exportJobs
+traffic is decided once per flow in ``addons.traffic``, with ``match_exportjobs`` (the one
+path check, shared with the emulator).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ import ipaddress
 from collections.abc import Iterable
 
 from mitmproxy import ctx
-
-from exportjobs.graph import ExportJobsRoute, match_exportjobs
 
 GRAPH_HOST = "graph.microsoft.com"
 
@@ -57,12 +56,6 @@ class Scope:
     def current(self) -> Scope:
         """This scope (``addons.traffic`` takes a scope or an ``OptionScope`` alike)."""
         return self
-
-    def route(self, host: str, port: int, path: str) -> ExportJobsRoute | None:
-        """The exportJobs route of a request, or None when it is not exportJobs traffic."""
-        if not self.covers(host, port):
-            return None
-        return match_exportjobs(path.partition("?")[0])
 
 
 class OptionScope:

@@ -7,7 +7,7 @@ proxy addons, the simulator and the benchmarks all build on it.
 from exportjobs.graph.context import odata_context
 from exportjobs.graph.create import CreateBody, create_key, parse_create
 from exportjobs.graph.dates import graph_date, graph_time
-from exportjobs.graph.errors import HTTP_ERRORS, JSON_CONTENT_TYPE, GraphError, error_body, error_json
+from exportjobs.graph.errors import HTTP_ERRORS, GraphError, error_body, error_json
 from exportjobs.graph.ids import is_guid, new_request_id
 from exportjobs.graph.jsontext import MAX_JSON_DEPTH, JsonTooDeep, compact_json, json_depth, load_json
 from exportjobs.graph.media import CSV_CONTENT_TYPE, ERROR_CONTENT_TYPE, ODATA_CONTENT_TYPE, REQUEST_JSON
@@ -16,7 +16,7 @@ from exportjobs.graph.routes import COLLECTION_PATH, ExportJobsRoute, match_expo
 
 __all__ = [
     "COLLECTION_PATH", "CSV_CONTENT_TYPE", "ERROR_CONTENT_TYPE", "HTTP_ERRORS", "JOB_PROPERTIES",
-    "JSON_CONTENT_TYPE", "MAX_JSON_DEPTH", "ODATA_CONTENT_TYPE", "ODATA_TYPE", "PENDING_STATUSES",
+    "MAX_JSON_DEPTH", "ODATA_CONTENT_TYPE", "ODATA_TYPE", "PENDING_STATUSES",
     "REQUEST_JSON", "CreateBody", "ExportJobsRoute", "GraphError", "JsonTooDeep", "compact_json",
     "create_key", "error_body", "error_json", "graph_date", "graph_time", "is_guid", "json_depth",
     "load_json", "match_exportjobs", "new_request_id", "odata_context", "parse_create",

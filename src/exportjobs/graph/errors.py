@@ -11,8 +11,6 @@ from exportjobs.graph.dates import graph_date
 from exportjobs.graph.ids import new_request_id
 from exportjobs.graph.jsontext import compact_json
 
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"
-
 # Graph's error code and message for statuses that are not particular to exportJobs.
 HTTP_ERRORS: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "The request could not be read."),

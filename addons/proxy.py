@@ -1,7 +1,7 @@
 """Run mitmproxy with the exportJobs addons in-process.
 
 ``start_proxy`` is for tests and other commands (port 0 picks a free port);
-``exportjobs proxy`` (src/exportjobs/cli.py) wraps it. Settings are given by their option
+``exportjobs proxy`` (src/exportjobs/cli/proxy.py) wraps it. Settings are given by their option
 names, as the addons declare them (``exportjobs_mode``, ``exportjobs_cassette``, ... and
 mitmproxy's own, such as ``confdir``). Bad settings raise ``ProxyError`` with a one-line
 message naming the file or option and what to do, and the option apart (``option``) so a

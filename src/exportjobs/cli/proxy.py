@@ -1,0 +1,103 @@
+"""``exportjobs proxy``: the addons in a mitmproxy, with flags derived from their options."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from exportjobs.cli.args import port, until_signalled
+
+_PROXY_MAIN = "main"
+_PROXY_GROUPS = {"faults": "faults and the race gate (docs/faults.md)"}
+_PROXY_FLAGS: tuple[tuple[str, str | None, str | None, str], ...] = (
+    # (option, flag, metavar, group)
+    ("exportjobs_mode", None, None, _PROXY_MAIN),
+    ("exportjobs_cassette", None, "FILE", _PROXY_MAIN),
+    ("exportjobs_record_mode", None, "none|once|new_episodes|all", _PROXY_MAIN),
+    ("listen_port", "--port", "PORT", _PROXY_MAIN),
+    ("exportjobs_upstream", None, "URL", _PROXY_MAIN),
+    ("exportjobs_miss_policy", None, None, _PROXY_MAIN),
+    ("exportjobs_hosts", "--host", "HOST[:PORT]", _PROXY_MAIN),
+    ("exportjobs_redact_headers", "--redact-header", "NAME", _PROXY_MAIN),
+    ("exportjobs_redact_query", None, "NAME", _PROXY_MAIN),
+    ("exportjobs_redact_json", None, "FIELD", _PROXY_MAIN),
+    ("confdir", None, "DIR", _PROXY_MAIN),
+    ("exportjobs_faults", None, "PLAN", "faults"),
+    ("exportjobs_fault_seed", None, "N", "faults"),
+    ("exportjobs_fault_client_header", None, "NAME", "faults"),
+    ("exportjobs_gate", None, "N", "faults"),
+    ("exportjobs_gate_timeout", None, "S", "faults"),
+)
+_REQUIRED = frozenset({"exportjobs_mode"})  # the command makes the mode explicit
+_PROXY_PORT = 8080
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    from exportjobs.addons.options import declared
+    from exportjobs.addons.proxy import proxy_addons
+
+    p = sub.add_parser("proxy", help="record, replay or pass through exportJobs traffic (mitmproxy)")
+    groups: dict[str, argparse._ActionsContainer] = {_PROXY_MAIN: p}
+    groups.update({key: p.add_argument_group(title) for key, title in _PROXY_GROUPS.items()})
+    declarations = dict(declared(proxy_addons()).items())
+    flags: dict[str, str] = {}
+    for option, flag, metavar, group in _PROXY_FLAGS:
+        flag = flag or "--" + option.removeprefix("exportjobs_").replace("_", "-")
+        flags[option] = flag
+        if option == "listen_port":
+            p.add_argument(flag, dest=option, type=port, default=_PROXY_PORT, metavar=metavar,
+                           help=f"port on 127.0.0.1 (default {_PROXY_PORT})")
+        else:
+            _option_flag(groups[group], declarations[option], flag, metavar, option in _REQUIRED)
+    p.set_defaults(func=_proxy, proxy_flags=flags)
+
+
+def _option_flag(parser: argparse._ActionsContainer, declared: Any, flag: str,
+                 metavar: str | None, required: bool) -> None:
+    """The flag of one declared option, derived as mitmproxy's ``OptManager.make_parser``
+    derives its own: the value's type from the option's, a repeatable flag for a list, its
+    choices, and its help (with the default, which the command line shows)."""
+    typespec, default = declared.typespec, declared.default
+    text = declared.help.replace("%", "%%")
+    if default not in (None, "", []) and not required:
+        text += f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
+    kwargs: dict[str, Any] = {"dest": declared.name, "metavar": metavar, "help": text,
+                              "choices": declared.choices, "default": default}
+    if required:
+        kwargs["required"] = True
+    for value_type in (str, int, float):
+        if typespec in (value_type, value_type | None):
+            kwargs["type"] = value_type
+            break
+    else:
+        if typespec != Sequence[str]:  # pragma: no cover - a type with no flag spelling yet
+            raise TypeError(f"{declared.name}: options of type {typespec} have no flag")
+        kwargs.update(type=str, action="append", default=list(default), help=text + " Repeatable.")
+    parser.add_argument(flag, **kwargs)
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    return asyncio.run(_proxy_until_stopped(args))
+
+
+async def _proxy_until_stopped(args: argparse.Namespace) -> int:
+    from exportjobs.addons.proxy import ProxyError, quiet_mitmproxy_logs, start_proxy
+
+    flags: dict[str, str] = args.proxy_flags
+    settings = {option: getattr(args, option) for option in flags if option != "listen_port"}
+    quiet_mitmproxy_logs()
+    try:
+        proxy = await start_proxy(settings, port=args.listen_port)
+    except ProxyError as exc:
+        flag = flags.get(exc.option or "")
+        message = f"{flag}: {exc.problem}" if flag else str(exc)
+        print(f"exportjobs proxy: {message}", file=sys.stderr)
+        return exc.exit_code
+    print(f"exportjobs proxy ({args.exportjobs_mode}) on {proxy.url}; HTTPS clients must trust "
+          f"{proxy.ca_cert}; Ctrl-C stops it", flush=True)
+    await until_signalled()
+    await proxy.close()
+    return 0

@@ -17,6 +17,10 @@ from exportjobs.addons.recordreplay import RECORD_MODES
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "test_exportjobs_example.py"
 CLIENTS = Path(__file__).with_name("clients_example.py")
+# Here, not in tests/plugin/conftest.py: pytest refuses pytest_plugins in a conftest below the
+# top one, and this module is the only user.
+pytest_plugins = ["pytester"]
+
 QUIET = ("-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning", "--strict-markers")
 
 

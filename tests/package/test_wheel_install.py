@@ -105,3 +105,18 @@ def test_a_mitmproxy_without_the_package_says_how_to_add_it(venv, tmp_path):
     output = proc.stdout + proc.stderr
     assert "pipx inject mitmproxy exportjobs" in output
     assert "Traceback" not in output
+
+
+def test_pytest_loads_the_plugin_from_the_wheel(venv, tmp_path):
+    """The wheel declares the pytest11 entry point, and pytest in the fresh venv (pytest
+    borrowed with the other dependencies) loads the plugin from the wheel's files."""
+    site = Path(sysconfig.get_paths(vars={"base": str(venv.parent)})["purelib"])
+    entry_points = next(site.glob("exportjobs-*.dist-info")) / "entry_points.txt"
+    assert "[pytest11]\nexportjobs = exportjobs.pytest_plugin" in entry_points.read_text()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    shown = subprocess.run([str(venv / "python"), "-m", "pytest", "--help", "-p", "no:cacheprovider"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert "--exportjobs-record-mode={none,once,new_episodes,all}" in shown.stdout, shown.stderr
+    where = subprocess.run([str(venv / "python"), "-c", "import exportjobs.pytest_plugin as p; print(p.__file__)"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    assert where.stdout.strip().startswith(str(site)), where.stderr

@@ -83,6 +83,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def listen_warning(host: str) -> str | None:
+    """What listening on ``host`` exposes, when it is not loopback; None when it is."""
+    if is_loopback(host):
+        return None
+    return (f"listening on {host or 'every interface'}, not loopback: anyone who can reach "
+            "this machine can send traffic through this proxy (and, recording, to your "
+            "upstream); firewall the port, or use --listen-host 127.0.0.1")
+
+
 def _option_flag(parser: argparse._ActionsContainer, declared: Any, flag: str,
                  metavar: str | None, required: bool) -> None:
     """The flag of one declared option, derived as mitmproxy's ``OptManager.make_parser``
@@ -132,11 +141,9 @@ async def _proxy_until_stopped(args: argparse.Namespace) -> int:
         message = f"{flag}: {exc.problem}" if flag else str(exc)
         print(f"exportjobs proxy: {message}", file=sys.stderr)
         return exc.exit_code
-    if not is_loopback(args.listen_host):
-        print(f"exportjobs proxy: warning: listening on {args.listen_host or 'every interface'}, "
-              "not loopback: anyone who can reach this machine can send traffic through this "
-              "proxy (and, recording, to your upstream with their requests); firewall the port "
-              "or use --listen-host 127.0.0.1", file=sys.stderr, flush=True)
+    warning = listen_warning(args.listen_host)
+    if warning:
+        print(f"exportjobs proxy: warning: {warning}", file=sys.stderr, flush=True)
     print(f"exportjobs proxy ({args.exportjobs_mode}) on {proxy.url}; HTTPS clients must trust "
           f"{proxy.ca_cert} (exportjobs ca says how); Ctrl-C stops it", flush=True)
     if proxy.web_url is not None:

@@ -124,7 +124,6 @@ async def start_proxy(
               for name, value in settings.items()}
     token = None
     if web_port is not None:
-        master.addons.add(_ShowOutcomes(master))
         values = {**web_settings(web_port or _free_port()), **values}
         if "web_password" in opts:  # mitmproxy >= 11.1 asks for a password or token
             token = values.setdefault("web_password", secrets.token_urlsafe(16))
@@ -170,22 +169,6 @@ def web_settings(web_port: int) -> dict[str, Any]:
     and the flow list's comment column on, where the addons say what happened to each flow."""
     return {"web_host": "127.0.0.1", "web_port": web_port, "web_open_browser": False,
             "web_columns": ["tls", "icon", "path", "method", "status", "size", "time", "comment"]}
-
-
-class _ShowOutcomes:
-    """The web UI's view sends a flow to the browser from its own ``response`` and ``error``
-    hooks, which run before the exportJobs addons'; what they write on the flow then (a
-    recording's number) is sent again here, after them. Only with the web UI: the headless
-    proxy pays nothing."""
-
-    def __init__(self, master: Any) -> None:
-        self.view = master.view
-
-    def response(self, flow: Any) -> None:
-        if flow.comment:
-            self.view.update([flow])
-
-    error = response
 
 
 def _by_name(specs: Sequence[str]) -> dict[str, list[str]]:

@@ -116,6 +116,8 @@ OPEN_LAST_COMMENT = """(async () => {
   return false;
 })()"""
 
+CONNECTED = "!!document.querySelector('.connection-indicator.established')"
+
 SET_MODE = """fetch('/options', {method: 'PUT', headers: {'Content-Type': 'application/json',
   'X-XSRFToken': (document.cookie.match(/_xsrf=([^;]+)/) || [])[1] || ''},
   body: JSON.stringify({exportjobs_mode: 'replay'})}).then(r => r.status)"""
@@ -145,6 +147,12 @@ async def test_the_web_ui_shows_what_happened_to_each_flow(emulator, tmp_path, m
                     return r.status
 
             await page.call("Page.navigate", url=web_url)
+            # Connected before any traffic: every annotation must then reach the page as a
+            # live update of its flow, not in a first fetch of the finished flows.
+            deadline = asyncio.get_running_loop().time() + WAIT
+            while not await page.evaluate(CONNECTED):
+                assert asyncio.get_running_loop().time() < deadline, "the UI did not connect"
+                await asyncio.sleep(0.1)
             create = {"goalsOrganizationId": "9ab0fcab-c1d4-4b26-963b-a3c33155f853",
                       "explorerViewId": "1b2c3d4e-c1d4-4b26-963b-a3c33155f853"}
             assert await call("POST", COLLECTION_PATH, create) == 429  # the fault
@@ -154,10 +162,6 @@ async def test_the_web_ui_shows_what_happened_to_each_flow(emulator, tmp_path, m
             assert await call("GET", "/v1.0/me") == 502  # refused: Graph goes to the emulator only
 
             # The UI's own options endpoint (as its Options menu does): replay what was recorded.
-            deadline = asyncio.get_running_loop().time() + WAIT
-            while await page.evaluate("document.readyState") != "complete":
-                assert asyncio.get_running_loop().time() < deadline
-                await asyncio.sleep(0.1)
             assert await page.evaluate(SET_MODE) == 200
             assert await call("GET", COLLECTION_PATH) == 200  # replayed
             assert await call("GET", COLLECTION_PATH + "?$top=1") == 404  # a miss

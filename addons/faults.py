@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 from mitmproxy import ctx, http
 
+from exportjobs.addons import annotate
 from exportjobs.addons.faultplan import Decision, FaultPlan, FaultPlanError, FaultRule, load_plan, new_seed
 from exportjobs.addons.guard import FailClosed
 from exportjobs.addons.options import OptionError
@@ -136,6 +137,7 @@ class Faults(FailClosed):
             flow.metadata[INJECTED_META] = {
                 "latency_ms": round(decision.latency_s * 1000, 3),
                 "rules": [r.number for r in decision.latency_rules]}
+            annotate.slowed(flow, flow.metadata[INJECTED_META]["latency_ms"])
             return self._delayed(flow, decision, client, kind)
         self._error(flow, decision.error, client, kind)
         return None
@@ -151,6 +153,7 @@ class Faults(FailClosed):
             meta.update(lost=rule.lost, rule=rule.number, text=rule.text, kind=kind)
             flow.metadata[INJECTED_META] = meta
             self.injected += 1
+            annotate.fault(flow, f"response to be lost ({rule.lost}) by rule {rule.number} {rule.text}")
         elif rule is not None and rule.status is not None:
             self._answer(flow, rule.status, rule.retry_after, rule.number, rule.text, client, kind)
 
@@ -158,6 +161,7 @@ class Faults(FailClosed):
                 text: str, client: str, kind: str) -> None:
         label = f"{status} rule {rule}" if rule != ENFORCED else f"{status} {ENFORCED}"
         flow.response = fault_response(status, retry_after, flow.request, label)
+        annotate.fault(flow, label)
         meta: dict[str, Any] = dict(flow.metadata.get(INJECTED_META) or {})
         meta.update(status=status, rule=rule, kind=kind)
         if text:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from mitmproxy import ctx, http
 
+from exportjobs.addons import annotate
 from exportjobs.addons.guard import FailClosed
 from exportjobs.addons.options import OptionError
 from exportjobs.addons.scope import OptionScope
@@ -142,14 +143,16 @@ class RaceGate(FailClosed):
         hold.arrivals.append(now)
         self._by_flow[flow.id] = hold
         flow.metadata[GATE_META] = len(hold.waiters)
+        annotate.held(flow, len(hold.waiters), self.count)
         if len(hold.waiters) >= self.count:
             self._release(hold, "count")
-        return self._held(hold, waiter)
+        return self._held(flow, hold, waiter)
 
     @staticmethod
-    async def _held(hold: _Hold, waiter: asyncio.Future[None]) -> None:
+    async def _held(flow: http.HTTPFlow, hold: _Hold, waiter: asyncio.Future[None]) -> None:
         await waiter
         hold.resumed.append(time.perf_counter())
+        annotate.released(flow, hold.reason)
 
     def _release(self, hold: _Hold, reason: str) -> None:
         if hold.reason:

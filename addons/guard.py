@@ -28,6 +28,7 @@ from typing import Any
 
 from mitmproxy import http
 
+from exportjobs.addons import annotate
 from exportjobs.addons.replay import PROXY_ERROR_HEADER, proxy_error_response
 
 log = logging.getLogger("exportjobs.proxy")
@@ -69,6 +70,7 @@ def _fail(addon: object, hook: str, flow: http.HTTPFlow, exc: BaseException) -> 
     if hook != "error":
         flow.response = answer_response(flow)
     if first:
+        annotate.refused(flow, flow.metadata[ANSWER][2])
         log.error("FAILED %s %s: %s.%s raised %s; the client gets a %d %s, nothing was forwarded "
                   "or recorded", request.method, request.path.partition("?")[0],
                   type(addon).__name__, hook, _what(exc), FAILED_STATUS, FAILED_CODE)

@@ -1,7 +1,9 @@
 """Run mitmproxy with the exportJobs addons in-process.
 
 ``start_proxy`` is for tests and other commands (port 0 picks a free port);
-``exportjobs proxy`` (src/exportjobs/cli/proxy.py) wraps it. Settings are given by their option
+``exportjobs proxy`` (src/exportjobs/cli/proxy.py) wraps it. With ``web_port`` it serves
+mitmproxy's web UI (mitmweb's ``WebMaster``) instead of running headless: the same addons,
+options and checks either way (docs/web-ui.md). Settings are given by their option
 names, as the addons declare them (``exportjobs_mode``, ``exportjobs_cassette``, ... and
 mitmproxy's own, such as ``confdir``). Bad settings raise ``ProxyError`` with a one-line
 message naming the file or option and what to do, and the option apart (``option``) so a
@@ -13,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable, Mapping
+import secrets
+import socket
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,11 +65,13 @@ class RunningProxy:
     confdir: Path
     faults: Faults | None = None
     gate: RaceGate | None = None
+    web_url: str | None = None  # the web UI's address, with its login token when it has one
     _closed: bool = field(default=False, repr=False)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def ca_cert(self) -> Path:
@@ -91,28 +97,49 @@ async def start_proxy(
     port: int = 0,
     host: str = "127.0.0.1",
     extra_addons: Iterable[Any] = (),
+    specs: Sequence[str] = (),
+    web_port: int | None = None,
 ) -> RunningProxy:
     """Start mitmproxy with the exportJobs addons and return once it listens on host:port.
 
     ``settings`` maps option names to values (``{"exportjobs_mode": "replay",
     "exportjobs_cassette": "c.yaml", "exportjobs_gate": 2}``); path values may be
-    ``PathLike``. Options not named keep their declared defaults.
+    ``PathLike``. Options not named keep their declared defaults. ``specs`` are
+    ``NAME=VALUE`` strings parsed by mitmproxy itself (``Options.set``, as ``mitmdump
+    --set``), applied after ``settings``. ``web_port`` (0: a free one) serves the web UI
+    on 127.0.0.1; its address is ``RunningProxy.web_url``.
     """
     opts = options.Options(listen_host=host, listen_port=port)
-    master = Master(opts)
-    master.addons.add(*default_addons())
+    master: Master
+    if web_port is None:
+        master = Master(opts)
+        master.addons.add(*default_addons())
+    else:
+        from mitmproxy.tools.web.master import WebMaster
+
+        master = WebMaster(opts, with_termlog=False)  # adds the default addons and the UI's
     fault_addon, gate_addon, addon = proxy_addons()
     master.addons.add(fault_addon, gate_addon, addon, *extra_addons)
     values = {name: os.fspath(value) if isinstance(value, os.PathLike) else value
               for name, value in settings.items()}
+    token = None
+    if web_port is not None:
+        values = {**web_settings(web_port or _free_port()), **values}
+        if "web_password" in opts:  # mitmproxy >= 11.1 asks for a password or token
+            token = values.setdefault("web_password", secrets.token_urlsafe(16))
     try:
         opts.update(**values)
+        for name, group in _by_name(specs).items():
+            _set(opts, name, group)
     except OptionError as exc:
         await _discard(master)
         raise ProxyError(str(exc), option=exc.option, problem=exc.problem) from None
     except (exceptions.OptionsError, KeyError) as exc:
         await _discard(master)
         raise ProxyError(str(exc).strip("'\"")) from None
+    except ProxyError:
+        await _discard(master)
+        raise
     task = asyncio.create_task(master.run(), name="exportjobs proxy")
     proxyserver = master.addons.get("proxyserver")
     while not task.done() and not proxyserver.is_running:
@@ -121,12 +148,61 @@ async def start_proxy(
     if task.done() or not addresses:
         problems = [s.last_exception for s in proxyserver.servers if s.last_exception]
         master.shutdown()
-        await asyncio.gather(task, return_exceptions=True)
+        outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+        if web_port is not None and isinstance(outcome, OSError) and not problems:
+            raise ProxyError(f"cannot serve the web UI on 127.0.0.1:{opts.web_port}: "
+                             f"{_first_line(outcome)}; pick another with --web-port", 3)
         detail = _first_line(problems[0]) if problems else "the proxy stopped while starting"
         raise ProxyError(f"cannot listen on {host}:{port}: {detail}; pick another with --port", 3)
     bound_host, bound_port = addresses[0][:2]
+    web_url = None
+    if web_port is not None:
+        web_url = f"http://127.0.0.1:{opts.web_port}/"
+        if token is not None and opts.web_password == token:
+            web_url += f"?token={token}"
     return RunningProxy(master, addon, task, bound_host, bound_port,
-                        Path(os.path.expanduser(opts.confdir)), fault_addon, gate_addon)
+                        Path(os.path.expanduser(opts.confdir)), fault_addon, gate_addon, web_url)
+
+
+def web_settings(web_port: int) -> dict[str, Any]:
+    """The web UI's settings: loopback only, no browser started (the address is printed),
+    and the flow list's comment column on, where the addons say what happened to each flow."""
+    return {"web_host": "127.0.0.1", "web_port": web_port, "web_open_browser": False,
+            "web_columns": ["tls", "icon", "path", "method", "status", "size", "time", "comment"]}
+
+
+def _by_name(specs: Sequence[str]) -> dict[str, list[str]]:
+    """``NAME=VALUE`` specs grouped by option name, as ``Options.set`` groups them (a list
+    option takes each of its specs)."""
+    grouped: dict[str, list[str]] = {}
+    for spec in specs:
+        grouped.setdefault(spec.partition("=")[0], []).append(spec)
+    return grouped
+
+
+def _set(opts: options.Options, name: str, specs: list[str]) -> None:
+    """One option's specs through mitmproxy's own parsing; a refusal names the option."""
+    if name not in opts:
+        raise ProxyError(f"{name}: no such option", option=name,
+                         problem="no such option (mitmproxy's: `mitmdump --options`)")
+    try:
+        opts.set(*specs)
+    except OptionError:
+        raise
+    except exceptions.OptionsError as exc:
+        problem = str(exc).strip("'\"")
+        raise ProxyError(f"{name}: {problem}", option=name, problem=problem) from None
+    except NotImplementedError:  # a type mitmproxy's --set cannot parse (float)
+        problem = "mitmproxy's --set cannot parse this option's type; use its flag"
+        raise ProxyError(f"{name}: {problem}", option=name, problem=problem) from None
+
+
+def _free_port() -> int:
+    """A port free on 127.0.0.1 now, for the web UI (mitmweb reports only the port it was
+    asked for)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 async def _close_connections(master: Master, timeout: float = 5.0) -> None:
@@ -163,8 +239,11 @@ async def _discard(master: Master) -> None:
 
 
 def quiet_mitmproxy_logs() -> None:
-    """Keep the console to one line per exportJobs exchange plus mitmproxy's warnings."""
+    """Keep the console to one line per exportJobs exchange plus mitmproxy's warnings (and
+the web UI's: not a line per request of the page)."""
     logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)  # the web UI's every request
 
 
-__all__ = ["ProxyError", "RunningProxy", "proxy_addons", "quiet_mitmproxy_logs", "start_proxy"]
+__all__ = ["ProxyError", "RunningProxy", "proxy_addons", "quiet_mitmproxy_logs", "start_proxy",
+           "web_settings"]

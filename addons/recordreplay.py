@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from mitmproxy import ctx, exceptions, http
 
+from exportjobs.addons import annotate
 from exportjobs.addons.cassette import new_header, request_doc, response_doc
 from exportjobs.addons.faults import INJECTED_META, injected_note, lose, lost_answer, lost_mark
 from exportjobs.addons.guard import ANSWER, FailClosed, answer_with, install_error_answers
@@ -328,6 +329,7 @@ class ExportJobs(FailClosed):
                 flow.response = proxy_error_response(
                     req, UNAVAILABLE, "proxyUnavailable",
                     f"The exportjobs proxy does not serve this request: {why}.")
+                annotate.refused(flow, str(why))
             return
         tag = {"record": "REC", "replay": "REPLAY", "new_episodes": "REPLAY",
                "passthrough": "PASS"}[self.mode]
@@ -356,6 +358,7 @@ class ExportJobs(FailClosed):
                 flow.response = replay_failed_response(flow.request, self.cassette_name, exc)
                 exchange.tag = "MISS"
                 exchange.note = "recording unusable"
+                annotate.missed(flow, exchange.note)
             if exchange.tag != "REC":  # answered from the cassette; a new episode goes on
                 return
         if self.mode == "record":
@@ -379,6 +382,7 @@ class ExportJobs(FailClosed):
         log.warning("REFUSED %s %s: %s", req.method, req.path.partition("?")[0], why)
         flow.response = proxy_error_response(req, 502, "badGateway",
                                              f"The exportjobs proxy did not forward this request: {why}.")
+        annotate.refused(flow, why)
 
     def _answer(self, flow: http.HTTPFlow, exchange: _Exchange) -> None:
         assert self.index is not None and exchange.request is not None
@@ -391,6 +395,8 @@ class ExportJobs(FailClosed):
                         "text": lost.get("text", ""), "kind": lost.get("kind")}
                 flow.metadata[INJECTED_META] = mark
                 exchange.injected, exchange.note = mark, injected_note(mark)
+                annotate.fault(flow, exchange.note)
+            annotate.replayed(flow, take.interaction.get("interaction"), take.outcome is Outcome.REPEAT)
             if take.outcome is Outcome.REPEAT:
                 exchange.note = f"used up: repeating the last of {take.recorded}"
             elif take.recorded > 1:
@@ -407,6 +413,7 @@ class ExportJobs(FailClosed):
             exchange.tag = "MISS"
             exchange.note = (f"not recorded; {diagnosis}" if take.outcome is Outcome.MISS
                              else f"all {take.recorded} recorded response(s) used")
+            annotate.missed(flow, exchange.note)
 
     async def response(self, flow: http.HTTPFlow) -> None:
         exchange = self._exchanges.pop(flow.id, None)
@@ -481,7 +488,9 @@ class ExportJobs(FailClosed):
                 flow.request, 502, "cassetteWriteFailed",
                 f"The proxy could not record this response to cassette '{self.cassette_name}': "
                 f"{exc.strerror}.", "exportJobsCassetteWriteFailed")
+            annotate.refused(flow, f"not recorded: cannot write the cassette ({exc.strerror})")
             return None
+        annotate.recorded(flow, exchange.number)
         return doc["response"].get("json")
 
     def error(self, flow: http.HTTPFlow) -> None:

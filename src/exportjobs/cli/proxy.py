@@ -1,9 +1,11 @@
-"""``exportjobs proxy``: the addons in a mitmproxy, with flags derived from their options."""
+"""``exportjobs proxy``: the addons in a mitmproxy, with flags derived from their options;
+``--set`` for any other mitmproxy option, ``--web`` for mitmproxy's web UI."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +35,8 @@ _PROXY_FLAGS: tuple[tuple[str, str | None, str | None, str], ...] = (
 )
 _REQUIRED = frozenset({"exportjobs_mode"})  # the command makes the mode explicit
 _PROXY_PORT = 8080
+_WEB_PORT = 8081
+_LOOPBACK = "127.0.0.1"
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -49,10 +53,43 @@ def add(sub: argparse._SubParsersAction) -> None:
         flags[option] = flag
         if option == "listen_port":
             p.add_argument(flag, dest=option, type=port, default=_PROXY_PORT, metavar=metavar,
-                           help=f"port on 127.0.0.1 (default {_PROXY_PORT})")
+                           help=f"port to listen on (default {_PROXY_PORT})")
         else:
             _option_flag(groups[group], declarations[option], flag, metavar, option in _REQUIRED)
+    p.add_argument("--listen-host", dest="listen_host", default=_LOOPBACK, metavar="HOST",
+                   help=f"address to listen on (default {_LOOPBACK}); another (0.0.0.0 for every "
+                        "interface) lets a phone, a container or WSL reach the proxy, and so "
+                        "anyone on that network")
+    p.add_argument("--set", dest="specs", action="append", default=[], metavar="NAME=VALUE",
+                   help="set any other mitmproxy option, parsed as mitmdump --set parses it "
+                        "(e.g. --set ssl_insecure=true). Repeatable.")
+    web = p.add_argument_group("web UI (docs/web-ui.md)")
+    web.add_argument("--web", action="store_true",
+                     help="serve mitmproxy's web UI on 127.0.0.1, each exportJobs flow marked "
+                          "with what happened to it; its address is printed")
+    web.add_argument("--web-port", dest="web_port", type=port, default=_WEB_PORT, metavar="PORT",
+                     help=f"port of the web UI (default {_WEB_PORT}; 0 picks a free one)")
+    flags.update(listen_host="--listen-host", web_port="--web-port")
     p.set_defaults(func=_proxy, proxy_flags=flags)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach ``host`` ("" and 0.0.0.0 are every interface)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def listen_warning(host: str) -> str | None:
+    """What listening on ``host`` exposes, when it is not loopback; None when it is."""
+    if is_loopback(host):
+        return None
+    return (f"listening on {host or 'every interface'}, not loopback: anyone who can reach "
+            "this machine can send traffic through this proxy (and, recording, to your "
+            "upstream); firewall the port, or use --listen-host 127.0.0.1")
 
 
 def _option_flag(parser: argparse._ActionsContainer, declared: Any, flag: str,
@@ -87,17 +124,30 @@ async def _proxy_until_stopped(args: argparse.Namespace) -> int:
     from exportjobs.addons.proxy import ProxyError, quiet_mitmproxy_logs, start_proxy
 
     flags: dict[str, str] = args.proxy_flags
-    settings = {option: getattr(args, option) for option in flags if option != "listen_port"}
+    for spec in args.specs:
+        name = spec.partition("=")[0]
+        if name in flags or name == "web_host":
+            use = f"use {flags[name]}" if name in flags else "the web UI serves 127.0.0.1 only"
+            print(f"exportjobs proxy: --set {name}: this command sets it; {use}", file=sys.stderr)
+            return 2
+    settings = {option: getattr(args, option) for option in flags
+                if option not in ("listen_port", "listen_host", "web_port")}
     quiet_mitmproxy_logs()
     try:
-        proxy = await start_proxy(settings, port=args.listen_port)
+        proxy = await start_proxy(settings, port=args.listen_port, host=args.listen_host,
+                                  specs=args.specs, web_port=args.web_port if args.web else None)
     except ProxyError as exc:
-        flag = flags.get(exc.option or "")
+        flag = flags.get(exc.option or "") or (f"--set {exc.option}" if exc.option else None)
         message = f"{flag}: {exc.problem}" if flag else str(exc)
         print(f"exportjobs proxy: {message}", file=sys.stderr)
         return exc.exit_code
+    warning = listen_warning(args.listen_host)
+    if warning:
+        print(f"exportjobs proxy: warning: {warning}", file=sys.stderr, flush=True)
     print(f"exportjobs proxy ({args.exportjobs_mode}) on {proxy.url}; HTTPS clients must trust "
-          f"{proxy.ca_cert}; Ctrl-C stops it", flush=True)
+          f"{proxy.ca_cert} (exportjobs ca says how); Ctrl-C stops it", flush=True)
+    if proxy.web_url is not None:
+        print(f"web UI: {proxy.web_url}", flush=True)
     await until_signalled()
     await proxy.close()
     return 0

@@ -38,6 +38,7 @@ response:
     (["--mode", "record", "--cassette", "{tmp}/c.yaml", "--upstream", "ftp://x"], ["--upstream", "ftp://x"]),
     (["--mode", "passthrough", "--upstream", "http://:80"], ["--upstream", "http://:80"]),
     (["--mode", "record"], ["--cassette"]),
+    (["--cassette", "{tmp}/c.yaml"], ["--mode record|replay|passthrough", "--record-mode"]),
 ])
 def test_bad_input_is_one_line_naming_what_to_fix(tmp_path, capsys, args, names):
     (tmp_path / "corrupt.yaml").write_text("--- {a: [\n...\n")
@@ -51,14 +52,16 @@ def test_bad_input_is_one_line_naming_what_to_fix(tmp_path, capsys, args, names)
         assert name.format(tmp=tmp_path) in err
 
 
-def test_proxy_command_replays_and_stops_cleanly(tmp_path, mitm_confdir):
+@pytest.mark.parametrize("behaviour", [["--mode", "replay"], ["--record-mode", "none"]],
+                         ids=["mode", "record-mode alone"])
+def test_proxy_command_replays_and_stops_cleanly(tmp_path, mitm_confdir, behaviour):
     cassette = tmp_path / "c.yaml"
     cassette.write_text(CASSETTE)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "exportjobs", "proxy", "--mode", "replay", "--cassette", str(cassette),
+        [sys.executable, "-m", "exportjobs", "proxy", *behaviour, "--cassette", str(cassette),
          "--port", str(port), "--confdir", str(mitm_confdir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:

@@ -33,7 +33,9 @@ _PROXY_FLAGS: tuple[tuple[str, str | None, str | None, str], ...] = (
     ("exportjobs_gate", None, "N", "faults"),
     ("exportjobs_gate_timeout", None, "S", "faults"),
 )
-_REQUIRED = frozenset({"exportjobs_mode"})  # the command makes the mode explicit
+# The command makes the behaviour explicit: --mode or --record-mode must be given (the
+# flag has no default here, whatever the option's default in a bare mitmdump).
+_CHOSEN = frozenset({"exportjobs_mode"})
 _PROXY_PORT = 8080
 _WEB_PORT = 8081
 _LOOPBACK = "127.0.0.1"
@@ -55,7 +57,7 @@ def add(sub: argparse._SubParsersAction) -> None:
             p.add_argument(flag, dest=option, type=port, default=_PROXY_PORT, metavar=metavar,
                            help=f"port to listen on (default {_PROXY_PORT})")
         else:
-            _option_flag(groups[group], declarations[option], flag, metavar, option in _REQUIRED)
+            _option_flag(groups[group], declarations[option], flag, metavar, option in _CHOSEN)
     p.add_argument("--listen-host", dest="listen_host", default=_LOOPBACK, metavar="HOST",
                    help=f"address to listen on (default {_LOOPBACK}); another (0.0.0.0 for every "
                         "interface) lets a phone, a container or WSL reach the proxy, and so "
@@ -93,18 +95,16 @@ def listen_warning(host: str) -> str | None:
 
 
 def _option_flag(parser: argparse._ActionsContainer, declared: Any, flag: str,
-                 metavar: str | None, required: bool) -> None:
+                 metavar: str | None, chosen: bool) -> None:
     """The flag of one declared option, derived as mitmproxy's ``OptManager.make_parser``
     derives its own: the value's type from the option's, a repeatable flag for a list, its
     choices, and its help (with the default, which the command line shows)."""
     typespec, default = declared.typespec, declared.default
     text = declared.help.replace("%", "%%")
-    if default not in (None, "", []) and not required:
+    if default not in (None, "", []) and not chosen:
         text += f" (default {default:g})" if isinstance(default, float) else f" (default {default})"
     kwargs: dict[str, Any] = {"dest": declared.name, "metavar": metavar, "help": text,
-                              "choices": declared.choices, "default": default}
-    if required:
-        kwargs["required"] = True
+                              "choices": declared.choices, "default": None if chosen else default}
     for value_type in (str, int, float):
         if typespec in (value_type, value_type | None):
             kwargs["type"] = value_type
@@ -124,6 +124,10 @@ async def _proxy_until_stopped(args: argparse.Namespace) -> int:
     from exportjobs.addons.proxy import ProxyError, quiet_mitmproxy_logs, start_proxy
 
     flags: dict[str, str] = args.proxy_flags
+    if args.exportjobs_mode is None and args.exportjobs_record_mode is None:
+        print("exportjobs proxy: say what to do: --mode record|replay|passthrough, or "
+              "--record-mode none|once|new_episodes|all (with --cassette)", file=sys.stderr)
+        return 2
     for spec in args.specs:
         name = spec.partition("=")[0]
         if name in flags or name == "web_host":
@@ -131,7 +135,8 @@ async def _proxy_until_stopped(args: argparse.Namespace) -> int:
             print(f"exportjobs proxy: --set {name}: this command sets it; {use}", file=sys.stderr)
             return 2
     settings = {option: getattr(args, option) for option in flags
-                if option not in ("listen_port", "listen_host", "web_port")}
+                if option not in ("listen_port", "listen_host", "web_port")
+                and not (option in _CHOSEN and getattr(args, option) is None)}
     quiet_mitmproxy_logs()
     try:
         proxy = await start_proxy(settings, port=args.listen_port, host=args.listen_host,
@@ -144,7 +149,8 @@ async def _proxy_until_stopped(args: argparse.Namespace) -> int:
     warning = listen_warning(args.listen_host)
     if warning:
         print(f"exportjobs proxy: warning: {warning}", file=sys.stderr, flush=True)
-    print(f"exportjobs proxy ({args.exportjobs_mode}) on {proxy.url}; HTTPS clients must trust "
+    doing = args.exportjobs_mode or f"record mode {args.exportjobs_record_mode}"
+    print(f"exportjobs proxy ({doing}) on {proxy.url}; HTTPS clients must trust "
           f"{proxy.ca_cert} (exportjobs ca says how); Ctrl-C stops it", flush=True)
     if proxy.web_url is not None:
         print(f"web UI: {proxy.web_url}", flush=True)

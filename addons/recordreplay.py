@@ -58,6 +58,8 @@ MODES = ("record", "replay", "passthrough")
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 SHORTHANDS = {"record": "all", "replay": "none"}
 _META = "exportjobs"
+# The internal modes that write what happens to the cassette (new_episodes: what missed).
+_RECORDING = ("record", "new_episodes")
 # On stop, how long in-flight recordings may take to reach the cassette before it is closed.
 STOP_GRACE_SECONDS = 30.0
 UNAVAILABLE = 503
@@ -346,7 +348,7 @@ class ExportJobs(FailClosed):
             exchange.injected, exchange.note = injected, injected_note(injected)
             if answered:
                 exchange.tag = "FAULT"
-                if self.mode == "record":
+                if self.mode in _RECORDING:  # an injected answer is part of the session
                     exchange.number = self.timeline.begin()
                 return
         if self.mode in ("replay", "new_episodes"):
@@ -432,7 +434,7 @@ class ExportJobs(FailClosed):
         flow.metadata[_META] = exchange.tag
         body = None
         if self.writer is not None and (exchange.tag == "REC" or (
-                exchange.tag == "FAULT" and self.mode == "record")):
+                exchange.tag == "FAULT" and self.mode in _RECORDING)):
             body = await self._record(flow, exchange, answer)
         if mark and flow.response is real:
             lose(flow, answer)

@@ -133,6 +133,24 @@ async def test_new_episodes_appends_only_the_miss_and_connects_only_for_it(tmp_p
     assert spy.attempts == []
 
 
+async def test_new_episodes_appends_an_injected_fault_as_record_does(tmp_path, proxies, emulator):
+    """A fault the proxy injects is part of the session in new_episodes as in record: it is
+    appended, marked injected, so the cassette shows what the client went through (and
+    replay, as for record, skips it: docs/faults.md)."""
+    cassette = await _existing(tmp_path, proxies, emulator)
+    proxy = await proxies("replay", cassette, emulator.url, record_mode="new_episodes",
+                          faults="list:503#1")
+    assert await _get(proxy, NEW) == 503  # injected, never sent upstream
+    assert await _get(proxy, NEW) == 200  # the miss, recorded from the emulator
+    await proxy.close()
+    loaded = load_cassette(cassette)
+    assert _urls(cassette) == [RECORDED, NEW, NEW]
+    assert [i["response"]["status"] for i in loaded.interactions] == [200, 503, 200]
+    assert "injected" in loaded.interactions[1]
+    replay = await proxies("replay", cassette)
+    assert await _get(replay, NEW) == 200
+
+
 async def test_new_episodes_cuts_a_torn_tail_before_appending(tmp_path, proxies, emulator):
     cassette = await _existing(tmp_path, proxies, emulator)
     before = cassette.read_bytes()

@@ -322,4 +322,4 @@ async def replay(scenario: Scenario, cassette: str | os.PathLike[str], *,
 
 
 __all__ = ["GRAPH", "Recorded", "Replayed", "RunOptions", "SessionError", "UpstreamCounter", "drawn",
-           "looks_secret", "record", "replay", "scenario_target", "replay_variables", "storable"]
+           "looks_secret", "record", "replay", "replay_variables", "scenario_target", "storable"]

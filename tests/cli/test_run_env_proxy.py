@@ -94,7 +94,7 @@ async def test_the_embedded_emulator_is_not_sent_to_a_stray_proxy(forward_proxy)
 
 
 async def test_a_proxy_it_cannot_use_is_refused_naming_the_variable(emulator):
-    code, out, err = await run("--target", emulator.url, env={"HTTP_PROXY": "socks5://127.0.0.1:1080"})
+    code, _, err = await run("--target", emulator.url, env={"HTTP_PROXY": "socks5://127.0.0.1:1080"})
     assert code == 2
     assert "HTTP_PROXY 'socks5://127.0.0.1:1080': only http:// proxies are supported" in err
 

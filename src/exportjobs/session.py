@@ -262,11 +262,7 @@ async def record(scenario: Scenario, cassette: str | os.PathLike[str], *, target
     overrides = dict(overrides or {})
     path = Path(cassette)
     upstream = scenario_target(scenario, target, overrides)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SessionError(f"--record {path}: cannot make its folder ({exc.strerror or exc}); "
-                           "pick another path") from None
+    path.parent.mkdir(parents=True, exist_ok=True)  # OSError: the front end names its flag
     before = _identity(path)
     embedded = None
     with _confdir(confdir) as conf:

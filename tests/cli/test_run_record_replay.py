@@ -230,3 +230,10 @@ def test_the_demo_prints_the_command_that_replays_its_cassette(tmp_path):
     replayed = run(*command.split()[2:], cwd=tmp_path)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "0 upstream connection(s)" in replayed.stdout
+
+
+def test_a_cassette_path_that_cannot_be_made_is_named(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    proc = run("lifecycle", "--record", str(tmp_path / "a-file" / "c.yaml"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"--record {tmp_path / 'a-file' / 'c.yaml'}: cannot use" in proc.stderr

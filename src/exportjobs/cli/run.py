@@ -261,6 +261,10 @@ def _run(args: argparse.Namespace) -> int:
         return exc.exit_code
     except SessionError as exc:  # --record / --replay as asked cannot go ahead
         return usage(str(exc))
+    except OSError as exc:  # --record: the cassette's folder cannot be made
+        where = f" {exc.filename}" if exc.filename else ""
+        return usage(f"--record {args.record or args.replay}: cannot use{where}: "
+                     f"{exc.strerror or exc}; pick another path")
     except ScenarioError as exc:
         print(exc, file=sys.stderr)
         print(f"exportjobs run: {args.scenario} cannot be sent as written; nothing was sent",

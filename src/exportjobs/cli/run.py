@@ -79,7 +79,7 @@ def _session_mistake(args: argparse.Namespace) -> str | None:
 def _environment_proxy(args: argparse.Namespace, target: str | None) -> str | None:
     """The proxy HTTPS_PROXY / HTTP_PROXY give ``target`` (NO_PROXY applied), said aloud;
     None for no proxy. Raises RequestError for a value that cannot be used."""
-    from exportjobs.simulator.transport import RequestError, environment_proxy
+    from exportjobs.simulator.transport import RequestError, check_base_url, environment_proxy
     from exportjobs.simulator.values import shown_url
 
     if target is None:  # the embedded emulator: on loopback, in-process, never proxied unasked
@@ -91,6 +91,10 @@ def _environment_proxy(args: argparse.Namespace, target: str | None) -> str | No
             print(f"exportjobs run: {found.variable} is not used for the embedded emulator "
                   "(pass --proxy URL to send its traffic through a proxy)", file=sys.stderr)
         return None
+    try:
+        check_base_url(target, "target")
+    except RequestError:
+        return None  # the run refuses it, naming the scenario's line
     found = environment_proxy(target)
     if found is None:
         return None

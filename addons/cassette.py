@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from exportjobs.addons.persister import CassetteError, CassetteWriter, read_documents
+from exportjobs.addons.persister import (
+    CassetteError,
+    CassetteWriter,
+    read_documents,
+    read_header_document,
+    replace_header,
+)
 from exportjobs.addons.redaction import PLACEHOLDER, Redactor
 from exportjobs.addons.serializer import RE_RECORD, dump_document
 
@@ -105,6 +111,64 @@ def response_doc(
 def new_header(created: str, tool: str) -> dict[str, Any]:
     return {"format": FORMAT, "version": VERSION, "created": created, "tool": tool,
             "placeholder": PLACEHOLDER}
+
+
+# --- the run's variables in the header --------------------------------------------------------
+#
+# ``exportjobs run --record`` stores the values its scenario drew (``variables``, a mapping
+# of name to JSON value), the scenario's name (``scenario``) and the names it would not
+# write down because they look like secrets (``variables_withheld``), so ``run --replay``
+# can send the same requests. Optional keys: a reader that does not know them ignores them,
+# and the version stays 1.
+
+
+@dataclass(frozen=True)
+class RunVariables:
+    """What a header says about the run that recorded it (all None/empty when nothing)."""
+
+    scenario: str | None
+    variables: dict[str, Any] | None  # None: the header stores none (not even an empty mapping)
+    withheld: tuple[str, ...] = ()
+
+
+def _header_fault(path: Path, key: str, what: str) -> CassetteError:
+    return CassetteError(path, f"its header's {key} is not {what}",
+                         "fix that field or record the cassette again with exportjobs run --record")
+
+
+def read_run_variables(path: str | os.PathLike[str]) -> RunVariables:
+    """The run variables in the header of the cassette at ``path``, checked; reads the header
+    only. Raises ``CassetteError`` naming the file and the field."""
+    path = Path(path)
+    header = read_header_document(path)
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise CassetteError(path, f"is not an exportjobs cassette (its first document lacks format: {FORMAT})",
+                            "pass a file written by --mode record or exportjobs run --record")
+    scenario = header.get("scenario")
+    if scenario is not None and not isinstance(scenario, str):
+        raise _header_fault(path, "scenario", "text")
+    variables = header.get("variables")
+    if variables is not None and not (isinstance(variables, dict)
+                                      and all(isinstance(k, str) for k in variables)):
+        raise _header_fault(path, "variables", "a mapping of names to values")
+    withheld = header.get("variables_withheld", [])
+    if not isinstance(withheld, list) or not all(isinstance(n, str) for n in withheld):
+        raise _header_fault(path, "variables_withheld", "a list of names")
+    return RunVariables(scenario, variables, tuple(withheld))
+
+
+def store_run_variables(path: str | os.PathLike[str], run: RunVariables) -> None:
+    """Write ``run`` into the header of the cassette at ``path`` (no writer may have it open),
+    keeping the header's other fields and every interaction byte for byte."""
+    header = read_header_document(Path(path))
+    if not isinstance(header, dict):
+        raise CassetteError(path, "has no header mapping", "record it again")
+    header = {k: v for k, v in header.items() if k not in ("scenario", "variables", "variables_withheld")}
+    header["scenario"] = run.scenario
+    header["variables"] = dict(run.variables or {})
+    if run.withheld:
+        header["variables_withheld"] = list(run.withheld)
+    replace_header(path, header)
 
 
 
@@ -209,6 +273,6 @@ def _message_problem(message: dict[str, Any]) -> str | None:
 
 # CassetteError, CassetteWriter and dump_document are the persister's and the serializer's,
 # named here too for callers that know a cassette only by this module.
-__all__ = ["FORMAT", "VERSION", "Cassette", "CassetteError", "CassetteWriter", "body_bytes",
-           "body_fields", "dump_document", "load_cassette", "new_header", "request_doc",
-           "response_doc"]
+__all__ = ["FORMAT", "VERSION", "Cassette", "CassetteError", "CassetteWriter", "RunVariables",
+           "body_bytes", "body_fields", "dump_document", "load_cassette", "new_header",
+           "read_run_variables", "request_doc", "response_doc", "store_run_variables"]

@@ -12,12 +12,19 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from exportjobs.addons.serializer import DecodeError, dump_document, load_yaml, read_own_format
+from exportjobs.addons.serializer import (
+    END_MARKER,
+    DecodeError,
+    dump_document,
+    load_yaml,
+    read_own_format,
+)
 
 
 class CassetteError(Exception):
@@ -82,6 +89,74 @@ def complete_size(path: str | os.PathLike[str]) -> int:
     path = Path(path)
     _, tail = read_documents(path)
     return path.stat().st_size - tail
+
+
+
+# The header is a few hundred bytes; one larger than this is not the writer's.
+MAX_HEADER_BYTES = 1 << 20
+
+
+def _header_span(path: Path, file: BinaryIO) -> tuple[bytes, int]:
+    """The first bytes of ``file`` (at most MAX_HEADER_BYTES) and the end of its first
+    document, after its end marker; ``CassetteError`` when there is none within them."""
+    head = file.read(MAX_HEADER_BYTES)
+    marker = END_MARKER.search(head)
+    if marker is None:
+        raise CassetteError(path, f"has no complete first document (header) in its first "
+                            f"{MAX_HEADER_BYTES >> 20} MiB", "pass a cassette written by --mode record")
+    return head, marker.end()
+
+
+def read_header_document(path: str | os.PathLike[str]) -> Any:
+    """The first document of the cassette at ``path`` (its header), read without reading
+    the interactions after it; raises ``CassetteError`` naming the file."""
+    path = Path(path)
+    with _open_regular(path) as file:
+        try:
+            head, end = _header_span(path, file)
+        except OSError as exc:
+            raise CassetteError(path, f"cannot be read ({exc.strerror})",
+                                "check the path and its permissions") from None
+    try:
+        documents, _ = load_yaml(head[:end])
+    except DecodeError as exc:
+        raise CassetteError(path, exc.problem, exc.hint, exc.line) from None
+    if not documents:
+        raise CassetteError(path, "is empty or holds no complete document", "record one with --mode record")
+    return documents[0][1]
+
+
+def replace_header(path: str | os.PathLike[str], header: dict[str, Any]) -> None:
+    """Give the cassette at ``path`` a new first document (``header``), every later byte
+    kept as it is. The new file is written beside it, fsynced and renamed over it, so the
+    cassette is at every moment either the old file or the new one, whole. Only for a
+    cassette no writer has open (after the proxy has closed)."""
+    path = Path(path)
+    with _open_regular(path) as source:
+        head, end = _header_span(path, source)
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".header", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(dump_document(header))
+                out.write(head[end:])
+                shutil.copyfileobj(source, out, _COPY_BLOCK)
+                out.flush()
+                os.fsync(out.fileno())
+            try:
+                os.chmod(temp, stat.S_IMODE(os.fstat(source.fileno()).st_mode))
+            except OSError:
+                pass
+            os.replace(temp, path)
+        except BaseException:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            raise
+    _fsync_dir(path.parent)
+
+
+_COPY_BLOCK = 1 << 20
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -237,4 +312,5 @@ class CassetteWriter:
                 pass
 
 
-__all__ = ["CassetteError", "CassetteWriter", "complete_size", "read_documents"]
+__all__ = ["CassetteError", "CassetteWriter", "complete_size", "read_documents", "read_header_document",
+           "replace_header"]

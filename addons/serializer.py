@@ -84,6 +84,7 @@ def read_own_format(file: BinaryIO) -> tuple[list[tuple[int, dict[str, Any]]], i
 
 _BLOCK = 1 << 20
 _END_BYTES = re.compile(rb"\n\.\.\.\r?\n")
+END_MARKER = _END_BYTES  # a document's end, as the writer writes it
 _SCAN = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
@@ -354,5 +355,5 @@ def dump_document(doc: dict[str, Any]) -> bytes:
     return "\n".join(lines).encode("utf-8")
 
 
-__all__ = ["RE_RECORD", "DecodeError", "dump_document", "load_own_format", "load_yaml",
+__all__ = ["END_MARKER", "RE_RECORD", "DecodeError", "dump_document", "load_own_format", "load_yaml",
            "read_own_format"]

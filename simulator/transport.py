@@ -13,7 +13,9 @@ mitmproxy also uses) over asyncio streams:
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+import os
 import re
 import ssl
 import time
@@ -27,7 +29,7 @@ import h11
 from yarl import URL
 
 from exportjobs.simulator.steps import ABSENT, Release, RequestSpec, build
-from exportjobs.simulator.values import MISSING, interpolate
+from exportjobs.simulator.values import MISSING, interpolate, shown_url
 
 USER_AGENT = "exportjobs-simulator"
 _NOT_JSON = object()
@@ -274,6 +276,102 @@ def _describe_error(exc: BaseException, timeout: float | None = None) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out" if timeout is None else f"timed out: no answer within {timeout:.3g} s"
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+
+# --- proxies from the environment ---------------------------------------------------------------
+#
+# ``exportjobs run`` honours HTTPS_PROXY, HTTP_PROXY and NO_PROXY when no proxy is given, as
+# curl and requests do: the variable for the target's scheme (lower case first), a value
+# without a scheme taken as http://, NO_PROXY a list of names (``host``, ``.domain`` or
+# ``*.domain`` for the domain and its subdomains, ``host:port``, IP addresses and CIDR
+# ranges, ``*`` for all). Like curl and requests, a loopback target (127.0.0.1, localhost)
+# is proxied unless NO_PROXY names it: nothing is exempted implicitly.
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentProxy:
+    """What the environment says for one target: the ``proxy`` to send it through (None:
+    connect directly, ``exempted_by`` names the NO_PROXY entry), and the ``variable`` set."""
+
+    variable: str
+    proxy: str | None
+    exempted_by: str | None = None
+
+
+def _proxy_variable(scheme: str, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    names = ["https_proxy", "HTTPS_PROXY"] if scheme == "https" else ["http_proxy", "HTTP_PROXY"]
+    if "REQUEST_METHOD" in environ and "HTTP_PROXY" in names:
+        names.remove("HTTP_PROXY")  # a CGI request's Proxy: header lands there (httpoxy), as requests
+    for name in names:
+        value = environ.get(name, "").strip()
+        if value:
+            return name, value
+    return None
+
+
+def no_proxy_entry(host: str, port: int, no_proxy: str) -> str | None:
+    """The entry of ``no_proxy`` (a NO_PROXY value) that exempts ``host``:``port``, or None."""
+    host = host.lower().rstrip(".")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in re.split(r"[,\s]+", no_proxy):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return raw
+        name, wanted = entry, None
+        if entry.startswith("["):  # [::1] or [::1]:8080
+            name, _, rest = entry[1:].partition("]")
+            wanted = int(rest[1:]) if rest[:1] == ":" and rest[1:].isdigit() else None
+        elif entry.count(":") == 1:  # host:port (an IPv6 address has more colons)
+            head, _, tail = entry.partition(":")
+            if tail.isdigit():
+                name, wanted = head, int(tail)
+        if wanted is not None and wanted != port:
+            continue
+        try:
+            network = ipaddress.ip_network(name, strict=False)
+        except ValueError:
+            network = None
+        if network is not None:
+            if address is not None and address in network:
+                return raw
+            continue
+        name = name.removeprefix("*").lstrip(".").rstrip(".")
+        if name and (host == name or host.endswith("." + name)):
+            return raw
+    return None
+
+
+def environment_proxy(target: str, environ: Mapping[str, str] | None = None) -> EnvironmentProxy | None:
+    """The proxy the environment gives ``target`` (a base URL), or None when no proxy
+    variable is set for its scheme. Raises RequestError naming the variable when its value
+    is not a proxy this tool can use (an http:// URL with a host)."""
+    environ = os.environ if environ is None else environ
+    parts = urlsplit(target)
+    found = _proxy_variable(parts.scheme, environ)
+    if found is None:
+        return None
+    variable, value = found
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    no_proxy = environ.get("no_proxy") or environ.get("NO_PROXY") or ""
+    exempted = no_proxy_entry(parts.hostname or "", port, no_proxy)
+    if exempted is not None:
+        return EnvironmentProxy(variable, None, exempted)
+    proxy = value if "://" in value else f"http://{value}"
+    scheme = proxy.partition("://")[0].lower()
+    if scheme != "http":
+        raise RequestError(f"{variable} {shown_url(proxy)!r}: only http:// proxies are supported "
+                           f"(not {scheme}://); unset {variable} or pass --proxy URL")
+    try:
+        check_base_url(proxy, variable)
+    except RequestError as exc:
+        raise RequestError(f"{exc}; fix {variable}, unset it, or pass --proxy URL") from None
+    return EnvironmentProxy(variable, proxy.rstrip("/"))
 
 
 # --- raw connections for bursts ---------------------------------------------------------------

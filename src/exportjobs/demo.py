@@ -3,13 +3,15 @@ with no upstream at all, and show both runs side by side.
 
 The client speaks HTTPS to graph.microsoft.com through the proxy, exactly as a real client
 would; the proxy sends that traffic to the embedded emulator while recording, and answers
-it from the cassette while replaying. Nothing leaves the machine.
+it from the cassette while replaying. Nothing leaves the machine. Both runs go through
+``exportjobs.session``, as ``exportjobs run --record`` and ``--replay`` do, so the command
+the demo prints at the end replays its cassette the same way.
 """
 
 from __future__ import annotations
 
 import logging
-import ssl
+import shlex
 import sys
 import tempfile
 import time
@@ -17,13 +19,13 @@ from pathlib import Path
 from typing import TextIO
 
 from exportjobs import scenarios as shipped
+from exportjobs import session
+from exportjobs.session import GRAPH
 from exportjobs.simulator.emulator.app import EmulatorConfig
-from exportjobs.simulator.emulator.embedded import EmbeddedEmulator
 from exportjobs.simulator.htmlreport import write_html
-from exportjobs.simulator.runner import RunResult, StepResult, run_scenario
-from exportjobs.simulator.scenario import Scenario, load_scenario
+from exportjobs.simulator.runner import RunResult, StepResult
+from exportjobs.simulator.scenario import load_scenario
 
-GRAPH = "https://graph.microsoft.com"
 SCENARIO = "duplicate-create-race.yaml"
 
 
@@ -59,48 +61,34 @@ def print_side_by_side(recorded: RunResult, replayed: RunResult, out: TextIO) ->
                           f"got {check.actual}", file=out)
 
 
-def _declared(scenario: Scenario, run: RunResult) -> dict[str, str]:
-    """The run's own values for the scenario's variables, so the replay sends the same requests."""
-    return {name: str(run.variables[name]) for name in scenario.variables}
-
-
 async def run_demo(cassette: Path | None = None, out: TextIO = sys.stdout, *,
                    report_html: Path | None = None) -> int:
-    from exportjobs.addons.proxy import quiet_mitmproxy_logs, start_proxy
+    """Record, then replay, through ``exportjobs.session`` (the code of ``exportjobs run
+    --record`` and ``--replay``), and print the command that replays the cassette."""
+    from exportjobs.addons.proxy import quiet_mitmproxy_logs
 
     started = time.perf_counter()
     scenario = load_scenario(_scenario_path())
     cassette = cassette or Path("cassettes") / "demo.yaml"
-    cassette.parent.mkdir(parents=True, exist_ok=True)
     quiet_mitmproxy_logs()
     logging.getLogger("exportjobs").setLevel(logging.WARNING)  # the summaries say it all
     with tempfile.TemporaryDirectory(prefix="exportjobs-ca-") as confdir:
         print(f"1. Recording: {scenario.name} over HTTPS to {GRAPH}, through the proxy, "
               "answered by the embedded emulator", file=out, flush=True)
-        with EmbeddedEmulator(EmulatorConfig(start_after=0.5, run_for=1.5)) as emulator:
-            proxy = await start_proxy({"exportjobs_mode": "record", "exportjobs_cassette": cassette,
-                                       "exportjobs_upstream": emulator.url, "confdir": confdir})
-            tls = ssl.create_default_context(cafile=str(proxy.ca_cert))
-            try:
-                recorded = await run_scenario(scenario, target=GRAPH, proxy=proxy.url, ssl_context=tls)
-            finally:
-                await proxy.close()
+        recorded = await session.record(
+            scenario, cassette, confdir=confdir,
+            options=session.RunOptions(emulator_config=EmulatorConfig(start_after=0.5, run_for=1.5)))
         print(f"2. Emulator stopped. Replaying the cassette with no upstream at all: {cassette}",
               file=out, flush=True)
-        proxy = await start_proxy({"exportjobs_mode": "replay", "exportjobs_cassette": cassette,
-                                   "confdir": confdir})
-        try:
-            replayed = await run_scenario(scenario, target=GRAPH, proxy=proxy.url, ssl_context=tls,
-                                          overrides=_declared(scenario, recorded))
-        finally:
-            await proxy.close()
-    print_side_by_side(recorded, replayed, out)
-    ok = recorded.ok and replayed.ok
-    print(f"\nCassette: {cassette.resolve()}  ({cassette.stat().st_size:,} bytes, tokens redacted)",
-          file=out)
+        replayed = await session.replay(scenario, cassette, confdir=confdir)
+    print_side_by_side(recorded.result, replayed.result, out)
+    ok = recorded.result.ok and replayed.result.ok
+    print(f"\nCassette: {cassette.resolve()}  ({cassette.stat().st_size:,} bytes, tokens redacted; "
+          f"the run's variables in its header: {', '.join(recorded.stored)})", file=out)
+    print(f"Replay: {replayed.upstream_connections} connections upstream", file=out)
     if report_html is not None:
         try:
-            write_html(recorded, report_html)
+            write_html(recorded.result, report_html)
         except OSError as exc:
             print(f"exportjobs demo: cannot write the HTML report {report_html}: {exc.strerror or exc}",
                   file=sys.stderr)
@@ -109,4 +97,14 @@ async def run_demo(cassette: Path | None = None, out: TextIO = sys.stdout, *,
     print(f"Demo {'finished' if ok else 'FAILED'} in {time.perf_counter() - started:.1f} s: "
           + ("one 201 and 49 409s naming the winner, recorded and replayed alike."
              if ok else "see the broken checks above."), file=out)
+    print(f"Replay it yourself: {replay_command(cassette)}", file=out)
     return 0 if ok else 1
+
+
+def replay_command(cassette: Path) -> str:
+    """The command that replays the demo's cassette, as typed in the folder the demo ran in."""
+    return f"exportjobs run {scenario_name()} --replay {shlex.quote(str(cassette))}"
+
+
+def scenario_name() -> str:
+    return SCENARIO.removesuffix(".yaml")

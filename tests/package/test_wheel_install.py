@@ -70,6 +70,12 @@ def test_the_demo_runs_in_an_empty_folder(venv, tmp_path):
     proc = _run(venv, "demo", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "cassettes" / "demo.yaml").is_file()
+    # the command it prints replays its cassette, from the same folder, with nothing else
+    command = proc.stdout.rsplit("Replay it yourself: ", 1)[1].split()
+    assert command[0] == "exportjobs", proc.stdout
+    replayed = _run(venv, *command[1:], "--no-progress", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "0 upstream connection(s)" in replayed.stdout
 
 
 def test_the_mitmproxy_script_is_found_and_loads(venv, tmp_path):

@@ -20,13 +20,14 @@ def add(sub: argparse._SubParsersAction) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from exportjobs.addons.proxy import ProxyError
     from exportjobs.demo import run_demo
+    from exportjobs.session import SessionError
     from exportjobs.simulator.runner import RunAborted
     from exportjobs.simulator.scenario import ScenarioError
 
     try:
         html = Path(args.report_html) if args.report_html else None
         return asyncio.run(run_demo(Path(args.cassette), report_html=html))
-    except (ProxyError, RunAborted) as exc:
+    except (ProxyError, RunAborted, SessionError) as exc:
         print(f"exportjobs demo: {exc}", file=sys.stderr)
         return exc.exit_code
     except ScenarioError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import re
 import signal
 import sys
@@ -42,10 +43,99 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="print every request and response as it happens (tokens and cookies redacted)")
     p.add_argument("--quirks", choices=QUIRKS, default="none",
                    help="the embedded emulator's shapes (see: exportjobs serve --help)")
+    # --- record / replay (exportjobs.session; docs/scenarios.md) ---
+    p.add_argument("--record", metavar="CASSETTE", help="run through an in-process recording proxy "
+                   "(upstream: --target, else the embedded emulator) and write every exportJobs "
+                   "exchange to CASSETTE, with the values the scenario drew in its header")
+    p.add_argument("--replay", metavar="CASSETTE", help="run against an in-process replay of "
+                   "CASSETTE: no upstream, and the recorded run's variables (--var still wins)")
+    # --- end record / replay ---
     p.set_defaults(func=_run)
 
 
+# --- record / replay and proxies from the environment -----------------------------------------
+
+
+def _session_mistake(args: argparse.Namespace) -> str | None:
+    """What makes --record/--replay impossible as combined, naming the flags; None if fine."""
+    if args.record and args.replay:
+        return ("--record and --replay go one at a time: record with --record CASSETTE, then "
+                "replay with --replay CASSETTE")
+    if args.replay:
+        for flag, given in (("--target", args.target), ("--proxy", args.proxy),
+                            ("--cacert", args.cacert)):
+            if given:
+                return (f"--replay answers from the cassette through its own proxy, with no "
+                        f"upstream: drop {flag} (record against a target with --record CASSETTE "
+                        "--target URL)")
+        if args.quirks != "none":
+            return "--quirks shapes the embedded emulator, which --replay does not start; drop it"
+    if args.record and args.proxy:
+        return ("--record runs through its own recording proxy; drop --proxy (to record from a "
+                "proxy of your own, run exportjobs proxy --mode record)")
+    return None
+
+
+def _environment_proxy(args: argparse.Namespace, target: str | None) -> str | None:
+    """The proxy HTTPS_PROXY / HTTP_PROXY give ``target`` (NO_PROXY applied), said aloud;
+    None for no proxy. Raises RequestError for a value that cannot be used."""
+    from exportjobs.simulator.transport import RequestError, check_base_url, environment_proxy
+    from exportjobs.simulator.values import shown_url
+
+    if target is None:  # the embedded emulator: on loopback, in-process, never proxied unasked
+        try:
+            found = environment_proxy("http://127.0.0.1")
+        except RequestError:
+            found = None  # a proxy it would not use anyway
+        if found is not None and found.proxy is not None:
+            print(f"exportjobs run: {found.variable} is not used for the embedded emulator "
+                  "(pass --proxy URL to send its traffic through a proxy)", file=sys.stderr)
+        return None
+    try:
+        check_base_url(target, "target")
+    except RequestError:
+        return None  # the run refuses it, naming the scenario's line
+    found = environment_proxy(target)
+    if found is None:
+        return None
+    if found.proxy is None:
+        print(f"exportjobs run: {found.variable} is set, but NO_PROXY ({found.exempted_by}) "
+              f"exempts {shown_url(target)}: connecting directly", file=sys.stderr)
+        return None
+    print(f"exportjobs run: using the proxy {shown_url(found.proxy)} from {found.variable} "
+          f"for {shown_url(target)} (--proxy overrides it; NO_PROXY exempts hosts)", file=sys.stderr)
+    return found.proxy
+
+
+def _after_session(args: argparse.Namespace, outcome: object) -> None:
+    """What a recording stored, or a replay met, and the command that replays a recording."""
+    import shlex
+
+    from exportjobs.session import Recorded, Replayed
+
+    if isinstance(outcome, Recorded):
+        if not outcome.written:
+            print(f"Nothing was recorded; {outcome.cassette} was left as it was.")
+            return
+        stored = ", ".join(outcome.stored) or "none"
+        print(f"Recorded to {outcome.cassette}; variables stored in its header: {stored}")
+        for name in outcome.withheld:
+            print(f"  not stored (looks like a secret): {name}; pass --var {name}=... when replaying")
+        for name in outcome.unreplayable:
+            print(f"  {name} is drawn anew for every request: requests using it will not match "
+                  "on replay")
+        print(f"Replay it with: exportjobs run {shlex.quote(args.scenario)} --replay "
+              f"{shlex.quote(str(outcome.cassette))}")
+    elif isinstance(outcome, Replayed):
+        print(f"Replayed from {outcome.cassette}: {outcome.upstream_connections} upstream "
+              f"connection(s); variables from its header: {', '.join(outcome.variables) or 'none'}")
+
+
+# --- end record / replay and proxies from the environment -------------------------------------
+
+
 def _run(args: argparse.Namespace) -> int:
+    from exportjobs.session import SessionError
     from exportjobs.simulator.exchange import Exchange
     from exportjobs.simulator.progress import Progress
     from exportjobs.simulator.report import print_summary, write_json, write_junit
@@ -63,6 +153,11 @@ def _run(args: argparse.Namespace) -> int:
         if not eq or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             return usage(f"--var {item!r}: write it as NAME=VALUE")
         overrides[name] = value
+    # --- record / replay: refuse what cannot be combined ---
+    mistake = _session_mistake(args)
+    if mistake is not None:
+        return usage(mistake)
+    # --- end record / replay ---
     for flag, url in (("--target", args.target), ("--proxy", args.proxy)):
         if url is not None and not BASE_URL.match(url):
             return usage(f"{flag} {url!r}: give a base URL such as http://127.0.0.1:8000")
@@ -92,6 +187,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.quirks != "none" and (args.target or scenario.target):
         return usage("--quirks shapes the embedded emulator only; this run has a target (start "
                      "that emulator with: exportjobs serve --quirks ...)")
+    # --- proxies from the environment (HTTPS_PROXY, HTTP_PROXY, NO_PROXY): --proxy and the
+    # scenario's own proxy win; --record and --replay run through their own proxy ---
+    proxy = args.proxy
+    if proxy is None and scenario.proxy is None and not (args.record or args.replay):
+        from exportjobs.session import scenario_target
+
+        try:
+            proxy = _environment_proxy(args, scenario_target(scenario, args.target, overrides))
+        except (RequestError, SessionError) as exc:
+            return usage(str(exc))
+    # --- end proxies from the environment ---
     for name, near in unused_variables(scenario, set(overrides)):
         print(f"exportjobs run: warning: --var {name} is not a variable of {args.scenario}"
               + (f"; did you mean {near}?" if near else "; it is not used"), file=sys.stderr)
@@ -100,6 +206,8 @@ def _run(args: argparse.Namespace) -> int:
 
     def show(exchange: Exchange) -> None:
         print(exchange.text() + "\n", flush=True)
+
+    session: list[object] = []  # the record or replay outcome, for what is said after the summary
 
     async def interruptible() -> RunResult:
         """The run, with Ctrl-C (and SIGTERM) asking it to stop rather than killing it, so
@@ -115,7 +223,32 @@ def _run(args: argparse.Namespace) -> int:
             except (NotImplementedError, AttributeError, RuntimeError):  # Windows, other threads
                 pass
         try:
-            return await run_scenario(scenario, target=args.target, proxy=args.proxy,
+            # --- record / replay (exportjobs.session) ---
+            if args.record or args.replay:
+                from exportjobs import session as sessions
+                from exportjobs.addons.proxy import quiet_mitmproxy_logs
+
+                quiet_mitmproxy_logs()  # the proxy's own MISS lines (warnings) still show
+                if not args.verbose:  # its line per exchange would flood a burst's or a load's output
+                    logging.getLogger("exportjobs").setLevel(logging.WARNING)
+
+                options = sessions.RunOptions(
+                    progress=progress, connect_timeout=args.connect_timeout,
+                    response_timeout=args.timeout, stop=stop,
+                    on_exchange=show if args.verbose else None,
+                    emulator_config=EmulatorConfig(quirks=args.quirks))
+                outcome: sessions.Recorded | sessions.Replayed
+                if args.record:
+                    outcome = await sessions.record(scenario, args.record, target=args.target,
+                                                    overrides=overrides, cacert=args.cacert,
+                                                    options=options)
+                else:
+                    outcome = await sessions.replay(scenario, args.replay, overrides=overrides,
+                                                    options=options)
+                session.append(outcome)
+                return outcome.result
+            # --- end record / replay ---
+            return await run_scenario(scenario, target=args.target, proxy=proxy,
                                       overrides=overrides, ssl_context=ssl_context,
                                       progress=progress, connect_timeout=args.connect_timeout,
                                       response_timeout=args.timeout, stop=stop,
@@ -130,12 +263,20 @@ def _run(args: argparse.Namespace) -> int:
     except RunAborted as exc:
         print(f"exportjobs run: {exc}", file=sys.stderr)
         return exc.exit_code
+    except SessionError as exc:  # --record / --replay as asked cannot go ahead
+        return usage(str(exc))
+    except OSError as exc:  # --record: the cassette's folder cannot be made
+        where = f" {exc.filename}" if exc.filename else ""
+        return usage(f"--record {args.record or args.replay}: cannot use{where}: "
+                     f"{exc.strerror or exc}; pick another path")
     except ScenarioError as exc:
         print(exc, file=sys.stderr)
         print(f"exportjobs run: {args.scenario} cannot be sent as written; nothing was sent",
               file=sys.stderr)
         return 2
     print_summary(result, sys.stdout)
+    if session:  # --- record / replay ---
+        _after_session(args, session[0])
     try:
         if args.report_json:
             write_json(result, args.report_json)

@@ -54,12 +54,10 @@ class Phase:
             spec = request_from(item["request"])
             name = f"{spec.method} {spec.path or spec.url}"  # one Locust stats row per mix item
 
-            def make(spec: Any = spec) -> PreparedRequest:
+            def fresh(spec: Any = spec) -> PreparedRequest:
                 return prepare_request(spec, draw(variables), target=target, token=token)
 
-            if not per_request(spec, variables):
-                fixed = make()
-                make = lambda fixed=fixed: fixed  # noqa: E731
+            make = fresh if per_request(spec, variables) else _same(fresh())
             self.mix.append((float(item["weight"]), make, float(item["timeout"]), name))
         self.weights = [w for w, _, _, _ in self.mix]
         self.rng = random.Random(data["offset"])  # the same mix order on every run
@@ -87,6 +85,10 @@ class Phase:
 
     def pick(self) -> tuple[float, Callable[[], PreparedRequest], float, str]:
         return self.mix[0] if len(self.mix) == 1 else self.rng.choices(self.mix, self.weights)[0]
+
+
+def _same(request: PreparedRequest) -> Callable[[], PreparedRequest]:
+    return lambda: request
 
 
 _phase: Phase | None = None
@@ -138,7 +140,7 @@ class PhaseUser(FastHttpUser):
         started = time.perf_counter()
         try:
             with gevent.Timeout(timeout):
-                response = self.client.request(request.method, request.url, name=name, data=request.body or None,
+                response = self.client.request(request.method, request.url, name=name, data=request.body or None,  # type: ignore[arg-type]
                                                headers=request.headers, allow_redirects=False)
             status = response.status_code or None  # 0: no response
         except gevent.Timeout:
@@ -161,6 +163,7 @@ def _on_phase(environment: Environment, msg: Any, **_: Any) -> None:
 
 def _on_go(environment: Environment, msg: Any, **_: Any) -> None:
     assert _phase is not None
+    assert environment.runner is not None
     users = environment.runner.user_count
     _phase.start(msg.data, users)
     if users == 0:

@@ -75,7 +75,7 @@ def test_a_threshold_it_cannot_meet_fails_with_the_built_in_engines_verdict(tmp_
     path = _scenario(tmp_path, max_requests=100, thresholds=thresholds)
     verdicts = {}
     for engine in (LOCUST, ("--engine", "built-in")):
-        code, data, _ = _run(path, tmp_path, *engine)
+        code, _data, _ = _run(path, tmp_path, *engine)
         out = capsys.readouterr().out
         assert code == 1, out
         broken = [line.strip() for line in out.splitlines() if "BROKEN" in line]
@@ -99,7 +99,7 @@ def test_both_engines_send_the_same_count_in_a_fixed_count_phase(tmp_path, capsy
 
 @needs_locust
 def test_workers_that_never_connect_end_the_run_in_bounded_time(tmp_path, capsys):
-    code, data, took = _run(_scenario(tmp_path), tmp_path, *LOCUST, "--locust-remote-workers", "1",
+    code, _data, took = _run(_scenario(tmp_path), tmp_path, *LOCUST, "--locust-remote-workers", "1",
                             "--locust-wait", "2")
     out = capsys.readouterr().out
     assert code == 1

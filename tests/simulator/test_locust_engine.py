@@ -63,7 +63,8 @@ def test_load_on_two_locust_workers_meets_its_thresholds_and_says_so(tmp_path, c
     details = data["steps"][0]["details"]
     assert (details["engine"], details["workers"], details["requests"]) == ("locust", 2, 200)
     assert sum(data["steps"][0]["statuses"].values()) == 200
-    assert data["steps"][0]["latency_ms"]["p99_ms"] > 0
+    latency = data["steps"][0]["latency_ms"]  # from every response's bucket: a spread, not one figure
+    assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"] and latency["p50_ms"] < latency["max_ms"]
     assert {c["what"] for c in data["steps"][0]["checks"]} == {"p99_ms", "error_rate"}
     assert sum(p["requests"] for p in details["series"]["points"]) == 200
     assert "on Locust, 2 workers" in out and "PASSED" in out

@@ -6,8 +6,9 @@ its start), asyncio and mitmproxy do not survive that (tried: the emulator never
 So locust is imported only in the processes this package starts for it: the master
 (``python -m exportjobs.simulator.locust.master``) and its workers
 (``python -m exportjobs.simulator.locust.worker``, or ``exportjobs locust-worker`` on
-another machine). The runner's side (``engine``) and the wire format (``wire``) are plain
-Python and never import locust.
+another machine), and there only in their ``main``, first thing: importing any module of
+this package patches nothing. The runner's side (``engine``) and the wire format (``wire``)
+are plain Python and never import locust.
 """
 
 from __future__ import annotations

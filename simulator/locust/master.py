@@ -1,7 +1,8 @@
 """The Locust master of one load phase: ``python -m exportjobs.simulator.locust.master``,
 started by the runner (``engine``) with the phase as JSON on stdin.
 
-It runs in a process of its own because importing locust patches the process with gevent
+Importing this module imports neither gevent nor locust; ``main`` does, first thing. It
+runs in a process of its own because importing locust patches the process with gevent
 (see the package's docstring). It starts the local workers (on 127.0.0.1), waits for them
 and any remote ones, hands each the phase and its share, and relays what they count to
 the runner as JSON lines on stdout: ``{"stats": ...}`` as it comes, then one of
@@ -13,22 +14,12 @@ on the way out.
 
 from __future__ import annotations
 
-import gevent.monkey
-
-gevent.monkey.patch_all()
-
-import json  # noqa: E402 - gevent's patch goes first
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from typing import Any  # noqa: E402
-
-import gevent  # noqa: E402
-from locust.env import Environment  # noqa: E402
-from locust.log import setup_logging  # noqa: E402
-
-from exportjobs.simulator.locust.worker import PhaseUser  # noqa: E402
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
 
 POLL_S = 0.05
 
@@ -57,8 +48,12 @@ def shares(total: int, users: list[int]) -> list[int]:
 
 
 def run(spec: dict[str, Any]) -> None:
+    from locust.env import Environment
+
+    from exportjobs.simulator.locust.worker import user_class
+
     parent = os.getppid()
-    env = Environment(user_classes=[PhaseUser], host=spec["target"])
+    env = Environment(user_classes=[user_class()], host=spec["target"])
     try:
         runner = env.create_master_runner(spec["bind"], spec["port"])
     except Exception as exc:  # noqa: BLE001 - zmq's bind error, said for the report
@@ -66,10 +61,10 @@ def run(spec: dict[str, Any]) -> None:
                          "pick another --locust-port") from None
     done: dict[str, float] = {}
 
-    def on_stats(environment: Environment, msg: Any, **_: Any) -> None:
+    def on_stats(environment: Any, msg: Any, **_: Any) -> None:
         emit(stats=msg.data)
 
-    def on_done(environment: Environment, msg: Any, **_: Any) -> None:
+    def on_done(environment: Any, msg: Any, **_: Any) -> None:
         emit(stats=msg.data)
         done[msg.node_id] = time.monotonic()
 
@@ -98,6 +93,8 @@ def run(spec: dict[str, Any]) -> None:
 
 
 def _wait(what: str, ready: Any, seconds: float, children: list[subprocess.Popen[bytes]], parent: int) -> None:
+    import gevent
+
     until = time.monotonic() + seconds
     while not ready():
         if os.getppid() != parent:
@@ -147,6 +144,11 @@ def _phase(spec: dict[str, Any], runner: Any, done: dict[str, float],
 
 
 def main() -> int:
+    import gevent.monkey
+
+    gevent.monkey.patch_all()  # before anything else that opens sockets or threads
+    from locust.log import setup_logging
+
     setup_logging("WARNING")
     spec = json.loads(sys.stdin.read())
     try:

@@ -1,9 +1,9 @@
 """A Locust worker for exportjobs load phases: ``python -m exportjobs.simulator.locust.worker
 --master HOST[:PORT]`` (``exportjobs locust-worker`` runs it).
 
-Importing this module imports locust, which monkey-patches the process with gevent: only
-run it in a process of its own. The master tells each worker what to send
-(``exportjobs_phase``: the mix, the variables, the target) and then starts its share
+Importing this module imports neither gevent nor locust; ``main`` does, first thing, as
+locust patches the whole process with gevent: only run it in a process of its own. The
+master tells each worker what to send (``exportjobs_phase``: the mix, the variables, the target) and then starts its share
 (``exportjobs_go``: how many requests, how fast, for how long). Its users draw requests
 from the weighted mix as the built-in engine does, building each with the scenario's
 per-request values, and file every response into a ``Tally`` (the built-in engine's
@@ -12,44 +12,33 @@ histogram) that goes to the master twice a second and once more when the worker 
 
 from __future__ import annotations
 
-import gevent.monkey
+import argparse
+import math
+import random
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
 
-gevent.monkey.patch_all()
-
-import argparse  # noqa: E402 - gevent's patch goes first
-import math  # noqa: E402
-import random  # noqa: E402
-import ssl  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
-
-import gevent  # noqa: E402
-import gevent.event  # noqa: E402
-import gevent.pool  # noqa: E402
-import locust.runners  # noqa: E402
-from locust import FastHttpUser, task  # noqa: E402
-from locust.env import Environment  # noqa: E402
-from locust.log import setup_logging  # noqa: E402
-
-from exportjobs.simulator.locust import DEFAULT_PORT  # noqa: E402
-from exportjobs.simulator.locust.wire import Tally, request_from, variables_from  # noqa: E402
-from exportjobs.simulator.transport import PreparedRequest, prepare_request  # noqa: E402
-from exportjobs.simulator.values import draw, per_request  # noqa: E402
+from exportjobs.simulator.locust import DEFAULT_PORT
 
 REPORT_EVERY_S = 0.5
 PACER_IN_FLIGHT = 1000  # an open-model worker keeps at most this many requests in flight
-_FOREVER = 365 * 24 * 3600.0
 
 
 class Phase:
     """One load phase as this worker runs it."""
 
     def __init__(self, data: dict[str, Any]) -> None:
+        import gevent.event
+
+        from exportjobs.simulator.locust.wire import Tally, request_from, variables_from
+        from exportjobs.simulator.transport import PreparedRequest, prepare_request
+        from exportjobs.simulator.values import draw, per_request
+
         variables = variables_from(data["variables"], offset=data["offset"], stride=data["stride"])
         target, token = data["target"], data["token"]
-        self.mix: list[tuple[float, Callable[[], PreparedRequest], float, str]] = []
+        self.mix: list[tuple[float, Callable[[], Any], float, str]] = []
         for item in data["mix"]:
             spec = request_from(item["request"])
             name = f"{spec.method} {spec.path or spec.url}"  # one Locust stats row per mix item
@@ -71,23 +60,24 @@ class Phase:
         self.started = self.deadline = 0.0
         self.users_left = 0
         self.tally = Tally(time.monotonic(), self.width)
+        self._tally = Tally
 
     def start(self, data: dict[str, Any], users: int) -> None:
         self.budget, self.rate = int(data["budget"]), float(data["rate"] or 0)
         self.started = time.monotonic()
         self.deadline = self.started + float(data["duration"])
-        self.tally = Tally(self.started, self.width)
+        self.tally = self._tally(self.started, self.width)
         self.users_left = users
         self.go.set()
 
     def more(self) -> bool:
         return self.sent < self.budget and time.monotonic() < self.deadline
 
-    def pick(self) -> tuple[float, Callable[[], PreparedRequest], float, str]:
+    def pick(self) -> tuple[float, Callable[[], Any], float, str]:
         return self.mix[0] if len(self.mix) == 1 else self.rng.choices(self.mix, self.weights)[0]
 
 
-def _same(request: PreparedRequest) -> Callable[[], PreparedRequest]:
+def _same(request: Any) -> Callable[[], Any]:
     return lambda: request
 
 
@@ -95,73 +85,91 @@ _phase: Phase | None = None
 _runner: Any = None
 
 
-class PhaseUser(FastHttpUser):
-    """A Locust user sending a phase's requests: one at a time (closed model), or, one per
-    worker, starting them at the worker's share of the rate (open model)."""
+def user_class() -> Any:
+    """The Locust user class (defined on first use: it needs locust, hence gevent, imported)."""
+    global _user_class
+    if _user_class is not None:
+        return _user_class
+    import gevent
+    import gevent.pool
+    from locust import FastHttpUser, task
 
-    host = "http://127.0.0.1"  # every request carries its full URL
-    concurrency = 1
-    max_retries = 0
-    insecure = False  # https targets are verified, as the built-in engine does
+    class PhaseUser(FastHttpUser):
+        """A Locust user sending a phase's requests: one at a time (closed model), or, one per
+        worker, starting them at the worker's share of the rate (open model)."""
 
-    @task
-    def send_share(self) -> None:
-        phase = _phase
-        assert phase is not None
-        phase.go.wait()
-        try:
-            if phase.open:
-                self._paced(phase)
-            else:
-                while phase.more():
-                    phase.sent += 1
-                    self._one(phase)
-        finally:
-            phase.users_left -= 1
-            if phase.users_left == 0:
-                _runner.send_message("exportjobs_done", phase.tally.take())
-        phase.idle.wait()
+        host = "http://127.0.0.1"  # every request carries its full URL
+        concurrency = 1
+        max_retries = 0
+        insecure = False  # https targets are verified, as the built-in engine does
 
-    def _paced(self, phase: Phase) -> None:
-        pool = gevent.pool.Pool(PACER_IN_FLIGHT)
-        while phase.sent < phase.budget:
-            due = phase.started + phase.sent / phase.rate
-            if due >= phase.deadline:
-                break
-            gevent.sleep(max(0.0, due - time.monotonic()))
-            pool.spawn(self._one, phase)  # waits while the pool is full
-            phase.sent += 1
-        pool.join()
+        @task
+        def send_share(self) -> None:
+            phase = _phase
+            assert phase is not None
+            phase.go.wait()
+            try:
+                if phase.open:
+                    self._paced(phase)
+                else:
+                    while phase.more():
+                        phase.sent += 1
+                        self._one(phase)
+            finally:
+                phase.users_left -= 1
+                if phase.users_left == 0:
+                    _runner.send_message("exportjobs_done", phase.tally.take())
+            phase.idle.wait()
 
-    def _one(self, phase: Phase) -> None:
-        _, make, timeout, name = phase.pick()
-        request = make()
-        status: int | None = None
-        started = time.perf_counter()
-        try:
-            with gevent.Timeout(timeout):
-                response = self.client.request(request.method, request.url, name=name, data=request.body or None,  # type: ignore[arg-type]
-                                               headers=request.headers, allow_redirects=False)
-            status = response.status_code or None  # 0: no response
-        except gevent.Timeout:
-            pass
-        except Exception:  # noqa: BLE001 - a request that got no response, counted as one
-            pass
-        phase.tally.add(status, time.perf_counter() - started)
+        def _paced(self, phase: Phase) -> None:
+            pool = gevent.pool.Pool(PACER_IN_FLIGHT)
+            while phase.sent < phase.budget:
+                due = phase.started + phase.sent / phase.rate
+                if due >= phase.deadline:
+                    break
+                gevent.sleep(max(0.0, due - time.monotonic()))
+                pool.spawn(self._one, phase)  # waits while the pool is full
+                phase.sent += 1
+            pool.join()
+
+        def _one(self, phase: Phase) -> None:
+            _, make, timeout, name = phase.pick()
+            request = make()
+            status: int | None = None
+            started = time.perf_counter()
+            try:
+                with gevent.Timeout(timeout):
+                    response = self.client.request(request.method, request.url, name=name, data=request.body or None,
+                                                   headers=request.headers, allow_redirects=False)
+                status = response.status_code or None  # 0: no response
+            except gevent.Timeout:
+                pass
+            except Exception:  # noqa: BLE001 - a request that got no response, counted as one
+                pass
+            phase.tally.add(status, time.perf_counter() - started)
+
+    _user_class = PhaseUser
+    return PhaseUser
 
 
-def _on_phase(environment: Environment, msg: Any, **_: Any) -> None:
+_user_class: Any = None
+
+
+def _on_phase(environment: Any, msg: Any, **_: Any) -> None:
     global _phase
     data = msg.data
     _phase = Phase(data)
+    PhaseUser = user_class()
     PhaseUser.concurrency = PACER_IN_FLIGHT if data["rate"] is not None else 1
     PhaseUser.connection_timeout = float(data["connect_timeout"])
     PhaseUser.network_timeout = max(t for _, _, t, _ in _phase.mix)
+    import ssl
+
     cadata = data.get("cadata")
     PhaseUser.ssl_context_factory = (lambda: ssl.create_default_context(cadata=cadata)) if cadata else None
 
 
-def _on_go(environment: Environment, msg: Any, **_: Any) -> None:
+def _on_go(environment: Any, msg: Any, **_: Any) -> None:
     assert _phase is not None
     assert environment.runner is not None
     users = environment.runner.user_count
@@ -169,10 +177,14 @@ def _on_go(environment: Environment, msg: Any, **_: Any) -> None:
     if users == 0:
         _runner.send_message("exportjobs_done", _phase.tally.take())
         return
+    import gevent
+
     gevent.spawn(_report, _phase)
 
 
 def _report(phase: Phase) -> None:
+    import gevent
+
     while phase.users_left > 0:
         gevent.sleep(REPORT_EVERY_S)
         if phase.users_left > 0 and phase.tally.total.total:
@@ -195,6 +207,13 @@ def master_address(text: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import gevent.monkey
+
+    gevent.monkey.patch_all()  # before anything else that opens sockets or threads
+    import locust.runners
+    from locust.env import Environment
+    from locust.log import setup_logging
+
     global _runner
     parser = argparse.ArgumentParser(prog="exportjobs locust-worker")
     parser.add_argument("--master", required=True)
@@ -211,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     locust.runners.CONNECT_TIMEOUT = 1
     locust.runners.CONNECT_RETRY_COUNT = max(1, math.ceil(args.connect_timeout))
     locust.runners.MASTER_HEARTBEAT_TIMEOUT = 10
-    env = Environment(user_classes=[PhaseUser])
+    env = Environment(user_classes=[user_class()])
     try:
         _runner = env.create_worker_runner(host, port)
     except ConnectionError:

@@ -436,6 +436,8 @@ def _load(details: dict[str, Any], step: dict[str, Any]) -> Iterator[str]:
     points = [p for p in series.get("points", []) if isinstance(p, dict)]
     width_s = float(series.get("interval_s") or 1.0)
     limits = details.get("thresholds") or {}
+    if details.get("engine", "built-in") != "built-in":  # which engine ran the load, on how many workers
+        yield f"<p class=\"muted\">Load on {_e(str(details['engine']).capitalize())}, {_e(str(details.get('workers')))} worker(s)</p>"
     if not points:
         return
     xs = [float(p.get("t_s", 0.0)) for p in points]

@@ -129,6 +129,8 @@ def _summary_line(result: StepResult) -> str:
         bits.append(f"{d['tries']} tries, waited {d['waited_s']:g} s")
     elif result.step.kind == "load":
         bits.append(f"{d['requests']:,} requests, {d['rps']:,.0f}/s, error rate {d['error_rate']:.2%}")
+        if d.get("engine", "built-in") != "built-in":  # which engine ran the load, and on how many workers
+            bits.append(f"on {d['engine'].capitalize()}, {d['workers']} worker{'s' * (d['workers'] != 1)}")
     return "; ".join(bits)
 
 

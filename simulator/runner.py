@@ -205,8 +205,10 @@ class Runner:
         response_timeout: float = RESPONSE_TIMEOUT_S,
         on_exchange: Callable[[Exchange], None] | None = None,
         stop: asyncio.Event | None = None,
+        load_engine: Any = None,
     ) -> None:
         self.scenario = scenario
+        self.load_engine = load_engine  # None: load phases on the built-in engine
         self.on_exchange = on_exchange
         self.stop = stop or asyncio.Event()
         self._untrusted: str | None = None  # the first certificate error met
@@ -507,7 +509,14 @@ class Runner:
         assert isinstance(phase, Load)
         mix = [(item.weight, self._maker(item.request), self._timeout(item.request)) for item in phase.mix]
         with self.progress.task(f"load {step.name}") as bar:
-            details, checks = await run_load(client, phase, mix, result.stats, bar)
+            if self.load_engine is None:
+                details, checks = await run_load(client, phase, mix, result.stats, bar)
+                details["engine"] = "built-in"
+            else:  # e.g. Locust (simulator/locust): the same stats, details and checks
+                details, checks = await self.load_engine.run_load(
+                    phase, target=self.target, token=self.token, variables=self.variables,
+                    timeouts=[t for _, _, t in mix], connect_timeout=self.connect_timeout,
+                    stats=result.stats, bar=bar)
         result.details.update(details)
         result.checks += checks
 
@@ -601,6 +610,7 @@ async def run_scenario(
     response_timeout: float = RESPONSE_TIMEOUT_S,
     on_exchange: Callable[[Exchange], None] | None = None,
     stop: asyncio.Event | None = None,
+    load_engine: Any = None,
 ) -> RunResult:
     """Run ``scenario`` against ``target`` (or the scenario's), or an embedded emulator.
     Raises ScenarioError, before sending anything, for what cannot be sent as written."""
@@ -615,7 +625,8 @@ async def run_scenario(
     try:
         runner = Runner(scenario, target=target, proxy=proxy, variables=variables,
                         ssl_context=ssl_context, progress=progress, connect_timeout=connect_timeout,
-                        response_timeout=response_timeout, on_exchange=on_exchange, stop=stop)
+                        response_timeout=response_timeout, on_exchange=on_exchange, stop=stop,
+                        load_engine=load_engine)
         return await runner.run()
     finally:
         if embedded is not None:

@@ -8,9 +8,10 @@ import logging
 import re
 import signal
 import sys
+from typing import Any
 
 from exportjobs import scenarios as shipped
-from exportjobs.cli.args import BASE_URL, positive
+from exportjobs.cli.args import BASE_URL, port, positive
 from exportjobs.cli.scenarios import scenario_file
 from exportjobs.simulator.emulator.app import EmulatorConfig
 from exportjobs.simulator.emulator.keys import QUIRKS
@@ -50,6 +51,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replay", metavar="CASSETTE", help="run against an in-process replay of "
                    "CASSETTE: no upstream, and the recorded run's variables (--var still wins)")
     # --- end record / replay ---
+    _add_engine_flags(p)
     p.set_defaults(func=_run)
 
 
@@ -201,6 +203,9 @@ def _run(args: argparse.Namespace) -> int:
     for name, near in unused_variables(scenario, set(overrides)):
         print(f"exportjobs run: warning: --var {name} is not a variable of {args.scenario}"
               + (f"; did you mean {near}?" if near else "; it is not used"), file=sys.stderr)
+    load_engine = _load_engine(args, scenario)
+    if isinstance(load_engine, int):
+        return load_engine
     # A progress line would break up the exchanges -v prints.
     progress = Progress(enabled=False) if args.no_progress or args.verbose else Progress()
 
@@ -253,7 +258,8 @@ def _run(args: argparse.Namespace) -> int:
                                       progress=progress, connect_timeout=args.connect_timeout,
                                       response_timeout=args.timeout, stop=stop,
                                       on_exchange=show if args.verbose else None,
-                                      emulator_config=EmulatorConfig(quirks=args.quirks))
+                                      emulator_config=EmulatorConfig(quirks=args.quirks),
+                                      load_engine=load_engine)
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
@@ -300,3 +306,83 @@ def _run(args: argparse.Namespace) -> int:
         print(f"exportjobs run: {result.stopped}; is it running and answering?", file=sys.stderr)
         return 3
     return 0 if result.ok else 1
+
+
+# --- the engine of load phases (--engine) ------------------------------------------------------
+
+
+def _add_engine_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("load engine", "where load steps run; request, poll, burst and pause "
+                             "steps always run on the built-in engine (see docs/scenarios.md, engines)")
+    g.add_argument("--engine", choices=("built-in", "locust"), default="built-in",
+                   help="built-in: asyncio in this process (default); locust: a Locust master and "
+                   "workers (pip install 'exportjobs[locust]')")
+    g.add_argument("--locust-workers", type=_count, default=2, metavar="N",
+                   help="local Locust worker processes, on 127.0.0.1 (default 2)")
+    g.add_argument("--locust-remote-workers", type=_count, default=0, metavar="N",
+                   help="also wait for N workers started elsewhere with: exportjobs locust-worker "
+                   "--master HOST:PORT (from another machine: with --locust-bind)")
+    g.add_argument("--locust-bind", default="127.0.0.1", metavar="ADDRESS",
+                   help="address the master listens on for workers (default 127.0.0.1; 0.0.0.0 "
+                   "for remote workers: they receive the bearer token, unencrypted)")
+    g.add_argument("--locust-port", type=port, default=None, metavar="PORT",
+                   help="the master's port (default: a free one; 5557 with remote workers)")
+    g.add_argument("--locust-wait", type=positive, default=30.0, metavar="S",
+                   help="seconds to wait for the workers to connect (default 30)")
+    g.add_argument("--locust-web", nargs="?", const=8089, type=port, default=None, metavar="PORT",
+                   help="serve Locust's web UI on 127.0.0.1:PORT (default 8089) while load runs")
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) > 256:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 256, got {text!r}")
+    return int(text)
+
+
+def _load_engine(args: argparse.Namespace, scenario: Any) -> Any:
+    """The engine for load steps (None: the built-in one), or an exit status after saying
+    what is wrong with the flags."""
+    locust_flags = [f for f, v, d in (("--locust-workers", args.locust_workers, 2),
+                                       ("--locust-remote-workers", args.locust_remote_workers, 0),
+                                       ("--locust-bind", args.locust_bind, "127.0.0.1"),
+                                       ("--locust-port", args.locust_port, None),
+                                       ("--locust-wait", args.locust_wait, 30.0),
+                                       ("--locust-web", args.locust_web, None)) if v != d]
+    if args.engine == "built-in":
+        if locust_flags:
+            print(f"exportjobs run: {locust_flags[0]} is for --engine locust", file=sys.stderr)
+            return 2
+        return None
+    from exportjobs.simulator import locust as engines
+
+    if not engines.available():
+        print(f"exportjobs run: --engine locust: {engines.INSTALL_HINT}", file=sys.stderr)
+        return 2
+    if args.proxy or scenario.proxy:
+        print("exportjobs run: --engine locust sends load straight to the target; a proxy is for "
+              "the built-in engine (drop --engine locust, or the proxy)", file=sys.stderr)
+        return 2
+    if args.locust_workers + args.locust_remote_workers == 0:
+        print("exportjobs run: --engine locust needs at least one worker (--locust-workers N)", file=sys.stderr)
+        return 2
+    if not _loopback(args.locust_bind):
+        print(f"exportjobs run: warning: the Locust master listens on {args.locust_bind}: any worker "
+              "that reaches it gets the scenario's requests and bearer token, unencrypted; "
+              "open it only on a network you trust", file=sys.stderr)
+    from exportjobs.simulator.locust.engine import LocustEngine
+
+    port_ = args.locust_port or (engines.DEFAULT_PORT if args.locust_remote_workers else None)
+    return LocustEngine(workers=args.locust_workers, remote_workers=args.locust_remote_workers,
+                        bind=args.locust_bind, port=port_, web_port=args.locust_web,
+                        wait=args.locust_wait, cacert=args.cacert)
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -114,3 +114,17 @@ def test_without_locust_the_engine_says_how_to_install_it(tmp_path, capsys, monk
     assert "pip install 'exportjobs[locust]'" in capsys.readouterr().err
     assert main(["locust-worker", "--master", "127.0.0.1"]) == 2
     assert "pip install 'exportjobs[locust]'" in capsys.readouterr().err
+
+
+@needs_locust
+@pytest.mark.parametrize("through", [["--proxy", "http://127.0.0.1:9"], ["--record", "c.yaml"],
+                                     ["--replay", "c.yaml"]], ids=["proxy", "record", "replay"])
+def test_locust_refuses_to_go_around_a_proxy(tmp_path, capsys, through):
+    """Load on Locust goes straight to the target: a run that asked for a proxy (its own, or
+    the recording or replaying one) is refused rather than sent past it unrecorded."""
+    (tmp_path / "c.yaml").write_text("")
+    args = [a.replace("c.yaml", str(tmp_path / "c.yaml")) for a in through]
+    assert main(["run", str(_scenario(tmp_path)), *LOCUST, *args]) == 2
+    err = capsys.readouterr().err
+    assert "--engine locust sends load straight to the target" in err
+    assert not (tmp_path / "c.yaml").read_text()

@@ -358,9 +358,10 @@ def _load_engine(args: argparse.Namespace, scenario: Any) -> Any:
     if not engines.available():
         print(f"exportjobs run: --engine locust: {engines.INSTALL_HINT}", file=sys.stderr)
         return 2
-    if args.proxy or scenario.proxy:
+    if args.proxy or scenario.proxy or args.record or args.replay:
+        through = "--record/--replay (their proxy)" if args.record or args.replay else "the proxy"
         print("exportjobs run: --engine locust sends load straight to the target; a proxy is for "
-              "the built-in engine (drop --engine locust, or the proxy)", file=sys.stderr)
+              f"the built-in engine (drop --engine locust, or {through})", file=sys.stderr)
         return 2
     if args.locust_workers + args.locust_remote_workers == 0:
         print("exportjobs run: --engine locust needs at least one worker (--locust-workers N)", file=sys.stderr)

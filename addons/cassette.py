@@ -191,6 +191,9 @@ class Cassette:
     interactions: list[dict[str, Any]] = field(default_factory=list)
     torn: str | None = None
     lines: list[int] = field(default_factory=list)
+    # Bytes of complete documents when it was read: where an append (new_episodes) goes, so
+    # appending needs no second read of the file.
+    complete_size: int = 0
 
 
 def _document_error(path: Path, number: int, line: int, problem: str) -> CassetteError:
@@ -226,7 +229,7 @@ def load_cassette(path: str | os.PathLike[str]) -> Cassette:
         problem = _interaction_problem(item)
         if problem:
             raise _document_error(path, number, line, problem)
-    return Cassette(path, header, interactions, torn, lines)
+    return Cassette(path, header, interactions, torn, lines, path.stat().st_size - tail)
 
 
 def _interaction_problem(item: Any) -> str | None:

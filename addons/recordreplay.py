@@ -34,7 +34,7 @@ from exportjobs.addons.matching import (
     load_index,
 )
 from exportjobs.addons.options import OptionError
-from exportjobs.addons.persister import CassetteError, CassetteWriter, complete_size
+from exportjobs.addons.persister import CassetteError, CassetteWriter
 from exportjobs.addons.redaction import Redactor
 from exportjobs.addons.replay import (
     graph_error,
@@ -111,6 +111,7 @@ class ExportJobs(FailClosed):
         self.mode = "passthrough"  # or record, replay, new_episodes (replay, record the misses)
         self.record_mode: str | None = None
         self._last_number = 0  # the highest interaction number of the cassette last loaded
+        self._complete_size = 0  # bytes of its complete documents (where new_episodes appends)
         self.scope = Scope()
         self.redactor = Redactor()
         self.upstream: Upstream | None = None
@@ -208,6 +209,7 @@ class ExportJobs(FailClosed):
         if loaded.torn:
             log.warning("cassette %s: %s", cassette, loaded.torn)
         self._last_number = max((i.get("interaction", 0) for i in loaded.interactions), default=0)
+        self._complete_size = loaded.complete_size
         return index
 
     def _open(self, record_mode: str, cassette: str) -> tuple[str, ReplayIndex | None,
@@ -226,7 +228,7 @@ class ExportJobs(FailClosed):
                                           f"mitmproxy {_version('mitmproxy')}")
         try:
             if record_mode == "new_episodes" and index is not None:
-                writer = CassetteWriter.appending(cassette, complete_size(cassette))
+                writer = CassetteWriter.appending(cassette, self._complete_size)
             else:
                 writer = CassetteWriter(cassette, header)
         except OSError as exc:

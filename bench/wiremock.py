@@ -1,0 +1,309 @@
+"""Section ``wiremock``: the emulator against WireMock 3.13 on the 409 path, per core.
+
+Both serve the same create: WireMock with a two-state scenario written by this module
+(``Started`` -> 201 -> ``Pending`` -> 409 with a Graph-shaped body), the emulator with its
+atomic duplicate check. Both run on the same server core, wrk (1 thread, ``connections``
+connections, creates.lua posting one fixed pair) on the other. WireMock is loaded for
+``jvm_warmup_s`` seconds first, so its figures are the JIT-compiled ones; then rounds
+alternate emulator / WireMock, each store reset first. Goal: the emulator keeps a lower p99
+and reaches at least 0.6x WireMock's requests/s.
+
+The standalone jar comes from the npm package ``wiremock`` (it ships it under ``build/``):
+``npm pack wiremock@3.13`` once, the jar kept in ``.bench-cache/wiremock/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    CREATE_PATH,
+    HOST,
+    ROOT,
+    BenchError,
+    Options,
+    SectionResult,
+    Server,
+    WrkResult,
+    free_port,
+    median,
+    python_server,
+    run_wrk_on,
+    server_cpus,
+)
+from exportjobs.simulator.emulator.client import SyncEmulatorClient
+
+NAME = "wiremock"
+TITLE = "Emulator vs WireMock 3.13: the 409 path on one core"
+GOAL_RATIO = 0.6
+NPM_SPEC = "wiremock@3.13"
+CACHE = ROOT / ".bench-cache" / "wiremock"
+JAVA_HEAP = "256m"  # fixed, so memory stays bounded and GC behaves alike in every run
+_PENDING_S = "3600"
+
+_HEADERS_409 = {
+    "Content-Type": "application/json",
+    "Location": "http://{{request.host}}:{{request.port}}" + CREATE_PATH + "/"
+                "eyJfdHlwZSI6IkV4cG9ydEpvYiIsImlkIjoiMSJ9",
+    "request-id": "{{randomValue type='UUID'}}",
+    "client-request-id": "{{randomValue type='UUID'}}",
+}
+_BODY_409 = (
+    '{"error":{"code":"notAllowed","message":"Another export job is still active or waiting to'
+    ' be executed","target":"eyJfdHlwZSI6IkV4cG9ydEpvYiIsImlkIjoiMSJ9","innerError":{"code":'
+    '"exportJobAlreadyExists","date":"{{now format=\'yyyy-MM-dd\'}}T{{now format=\'HH:mm:ss\'}}",'
+    '"request-id":"{{randomValue type=\'UUID\'}}","client-request-id":'
+    '"{{randomValue type=\'UUID\'}}"}}}'
+)
+_BODY_201 = (
+    '{"@odata.context":"http://{{request.host}}:{{request.port}}/beta/$metadata#employeeExperience'
+    '/goals/exportJobs/$entity","@odata.type":"#microsoft.graph.goalsExportJob","id":'
+    '"eyJfdHlwZSI6IkV4cG9ydEpvYiIsImlkIjoiMSJ9","status":"notStarted","createdDateTime":'
+    '"{{now format=\'yyyy-MM-dd\'}}T{{now format=\'HH:mm:ss.SSSS\'}}Z","lastActionDateTime":null,'
+    '"statusDetail":null,"expirationDateTime":null,"goalsOrganizationId":'
+    '"{{jsonPath request.body \'$.goalsOrganizationId\'}}","explorerViewId":'
+    '"{{jsonPath request.body \'$.explorerViewId\'}}","resourceLocation":null}'
+)
+
+
+def mappings() -> dict[str, Any]:
+    """The two-state scenario: the first matching create gets 201, every later one 409.
+
+    The request matcher asks what the emulator checks: POST to the collection, a bearer
+    token, a JSON content type, both ids present in the body.
+    """
+    request = {
+        "method": "POST",
+        "urlPath": CREATE_PATH,
+        "headers": {"Authorization": {"matches": "Bearer .+"},
+                    "Content-Type": {"contains": "application/json"}},
+        "bodyPatterns": [{"matchesJsonPath": "$.goalsOrganizationId"},
+                         {"matchesJsonPath": "$.explorerViewId"}],
+    }
+    created_headers = {**_HEADERS_409,
+                       "Content-Type": "application/json;odata.metadata=minimal;"
+                                       "odata.streaming=true;IEEE754Compatible=false;charset=utf-8"}
+    return {"mappings": [
+        {"scenarioName": "create", "requiredScenarioState": "Started",
+         "newScenarioState": "Pending", "request": request,
+         "response": {"status": 201, "headers": created_headers, "body": _BODY_201,
+                      "transformers": ["response-template"]}},
+        {"scenarioName": "create", "requiredScenarioState": "Pending", "request": request,
+         "response": {"status": 409, "headers": _HEADERS_409, "body": _BODY_409,
+                      "transformers": ["response-template"]}},
+    ]}
+
+
+def wiremock_jar() -> Path:
+    """The cached standalone jar, fetched once with ``npm pack`` when it is missing."""
+    found = sorted(CACHE.glob("wiremock-standalone-3.13.*.jar"))
+    if found:
+        return found[-1]
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BenchError(f"no WireMock jar in {CACHE} and no npm to fetch it: install npm, or "
+                         f"put wiremock-standalone-3.13.x.jar (from the npm package {NPM_SPEC}) "
+                         "there")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"  fetching {NPM_SPEC} with npm pack (once; cached in {CACHE.relative_to(ROOT)})",
+          flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run([npm, "pack", NPM_SPEC, "--pack-destination", tmp],
+                              capture_output=True, text=True, timeout=600, cwd=tmp)
+        tarballs = list(Path(tmp).glob("wiremock-*.tgz"))
+        if done.returncode != 0 or not tarballs:
+            raise BenchError(f"npm pack {NPM_SPEC} failed ({done.returncode}): "
+                             f"{done.stderr.strip()[-1000:]}")
+        with tarfile.open(tarballs[0]) as tar:
+            members = [m for m in tar.getmembers()
+                       if m.isfile() and Path(m.name).name.startswith("wiremock-standalone-3.13.")
+                       and m.name.endswith(".jar")]
+            if not members:
+                raise BenchError(f"{tarballs[0].name} holds no wiremock-standalone-3.13.*.jar")
+            source = tar.extractfile(members[0])
+            assert source is not None
+            target = CACHE / Path(members[0].name).name
+            partial = target.with_suffix(".part")
+            with partial.open("wb") as out:
+                shutil.copyfileobj(source, out)
+            partial.replace(target)
+    return target
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise BenchError("java is not installed (WireMock 3.13 needs Java 11 or later; "
+                         "Debian: apt-get install -y openjdk-17-jre-headless)")
+    return java
+
+
+def _admin(url: str, method: str, path: str) -> Any:
+    req = urllib.request.Request(url + "/__admin" + path, method=method,
+                                 data=b"" if method == "POST" else None)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+def _socket_errors(result: WrkResult) -> dict[str, int]:
+    return {k: v for k, v in result.errors.items() if k != "status" and v}
+
+
+def _check(who: str, result: WrkResult, max_odd: int) -> int:
+    """Only 409s after the first 201: anything else means the run measured something else.
+
+    ``max_odd`` allows that many extra answers while the first create is in flight (201s or
+    404s: a WireMock scenario's state change is not atomic, so creates arriving with the
+    first can also match Started, or match neither state mid-change). Returns their count.
+    """
+    wins = result.statuses.get(201, 0)
+    conflicts = result.statuses.get(409, 0)
+    odd = result.requests - conflicts - 1
+    allowed = set(result.statuses) <= {201, 409, 404}
+    if wins < 1 or not 0 <= odd <= max_odd or not allowed or _socket_errors(result):
+        raise BenchError(f"{who}: expected one 201 then only 409s, got {result.statuses} for "
+                         f"{result.requests} requests, socket errors {_socket_errors(result)}")
+    return odd
+
+
+def _fmt_ms(us: float) -> str:
+    return f"{us / 1000:.2f} ms"
+
+
+def _summary(runs: list[WrkResult]) -> dict[str, float]:
+    return {
+        "rps": round(median([r.rps for r in runs]), 1),
+        "cpu_us": round(median([r.cpu_us_per_request for r in runs]), 1),
+        "p50_us": median([r.p50_us for r in runs]),
+        "p99_us": median([r.p99_us for r in runs]),
+        "max_us": median([r.max_us for r in runs]),
+    }
+
+
+def run(wrk: str, opts: Options) -> SectionResult:
+    jar, java = wiremock_jar(), _java()
+    version = jar.stem.removeprefix("wiremock-standalone-")
+    port = free_port()
+    emulator = python_server(
+        "emulator", ["-m", "exportjobs", "serve", "--quiet", "--port", str(port),
+                     "--start-after", _PENDING_S, "--run-for", _PENDING_S], port, opts)
+    lines: list[str] = []
+    rounds: list[dict[str, WrkResult]] = []
+    odd_answers: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="bench-wiremock-") as root:
+        (Path(root) / "mappings").mkdir()
+        (Path(root) / "mappings" / "create.json").write_text(json.dumps(mappings(), indent=1))
+        port = free_port()
+        wiremock = Server("WireMock", [
+            java, f"-Xms{JAVA_HEAP}", f"-Xmx{JAVA_HEAP}", "-jar", str(jar),
+            "--port", str(port), "--bind-address", HOST, "--root-dir", root,
+            "--no-request-journal", "--disable-request-logging", "--disable-banner",
+            "--local-response-templating",
+        ], port, server_cpus(opts), start_timeout_s=90)
+        with emulator, wiremock:
+            control = SyncEmulatorClient(emulator.url)
+            if control.info().unsafe_race_window_ms:
+                raise BenchError("the emulator under test must keep its atomic check")
+            loaded = _admin(wiremock.url, "GET", "/mappings")
+            if loaded.get("meta", {}).get("total") != 2:
+                raise BenchError(f"WireMock loaded {loaded.get('meta')} mappings, expected 2")
+            # WireMock's figures are its warm ones: JIT-compile it under the same load first.
+            print(f"  warming WireMock {version} up: {opts.jvm_warmup_s} s of load", flush=True)
+            _admin(wiremock.url, "POST", "/scenarios/reset")
+            if opts.jvm_warmup_s:
+                warm = run_wrk_on(wiremock, wrk, "same", opts, opts.jvm_warmup_s)
+                lines.append(f"  warm-up: WireMock {warm.rps:.0f} req/s, p99 "
+                             f"{_fmt_ms(warm.p99_us)} over {opts.jvm_warmup_s} s")
+                print(lines[-1], flush=True)
+            run_wrk_on(emulator, wrk, "same", opts, opts.warmup_s)
+            for n in range(1, opts.rounds + 1):
+                control.reset()
+                ours = run_wrk_on(emulator, wrk, "same", opts)
+                _check("emulator", ours, 0)
+                if control.info().jobs != 1:
+                    raise BenchError("emulator: more than one job for one pair")
+                _admin(wiremock.url, "POST", "/scenarios/reset")
+                theirs = run_wrk_on(wiremock, wrk, "same", opts)
+                # A WireMock scenario is not an atomic check: creates that arrive together
+                # may all match Started. Counted, not hidden.
+                odd = _check("WireMock", theirs, opts.connections)
+                rounds.append({"emulator": ours, "wiremock": theirs})
+                odd_answers.append(odd)
+                lines.append(
+                    f"  round {n}: emulator {ours.rps:6.0f} req/s p99 {_fmt_ms(ours.p99_us)} "
+                    f"{ours.cpu_us_per_request:4.0f} us CPU | WireMock {theirs.rps:6.0f} req/s p99 "
+                    f"{_fmt_ms(theirs.p99_us)} {theirs.cpu_us_per_request:4.0f} us CPU "
+                    f"({ours.rps / theirs.rps:.2f}x; WireMock answers other than 409 after its "
+                    f"first 201: {odd})")
+                print(lines[-1], flush=True)
+    ours_s = _summary([r["emulator"] for r in rounds])
+    theirs_s = _summary([r["wiremock"] for r in rounds])
+    ratio = ours_s["rps"] / theirs_s["rps"]
+    cpu_ratio = theirs_s["cpu_us"] / ours_s["cpu_us"]
+    round_ratios = [r["emulator"].rps / r["wiremock"].rps for r in rounds]
+    lower_p99 = ours_s["p99_us"] < theirs_s["p99_us"]
+    verdict = "meets" if ratio >= GOAL_RATIO and lower_p99 else "misses"
+    lines += [
+        f"  median emulator: {ours_s['rps']:8.0f} req/s  p50 {_fmt_ms(ours_s['p50_us'])}  "
+        f"p99 {_fmt_ms(ours_s['p99_us'])}  {ours_s['cpu_us']:.0f} us CPU per request",
+        f"  median WireMock: {theirs_s['rps']:8.0f} req/s  p50 {_fmt_ms(theirs_s['p50_us'])}  "
+        f"p99 {_fmt_ms(theirs_s['p99_us'])}  {theirs_s['cpu_us']:.0f} us CPU per request",
+        f"  ratio emulator/WireMock: {ratio:.2f}x req/s ({cpu_ratio:.2f}x by CPU per request), "
+        f"p99 {'lower' if lower_p99 else 'NOT lower'}: {verdict} the goal "
+        f"(>= {GOAL_RATIO}x and a lower p99)",
+    ]
+    data = {"wiremock_version": version, "java": _java_version(java), "emulator": ours_s,
+            "wiremock": theirs_s, "ratio": round(ratio, 3), "cpu_ratio": round(cpu_ratio, 3),
+            "round_ratios": [round(r, 3) for r in round_ratios], "lower_p99": lower_p99,
+            "goal_ratio": GOAL_RATIO, "wiremock_odd_answers": odd_answers,
+            "jvm_warmup_s": opts.jvm_warmup_s,
+            "rounds": [{k: v.as_dict() for k, v in r.items()} for r in rounds]}
+    return SectionResult(data, lines, _markdown(data, rounds, verdict, opts), summary=3)
+
+
+def _java_version(java: str) -> str:
+    done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    first = (done.stderr or done.stdout).splitlines()
+    return first[0].strip() if first else "?"
+
+
+def _markdown(d: dict[str, Any], rounds: list[dict[str, WrkResult]], verdict: str,
+              opts: Options) -> str:
+    rows = ["| server (same core) | requests/s | p50 latency | p99 latency | max latency | "
+            "server CPU per request |", "|---|---:|---:|---:|---:|---:|"]
+    for label, key in (("emulator (`exportjobs serve`), 409", "emulator"),
+                       (f"WireMock {d['wiremock_version']}, scenario in state Pending, 409",
+                        "wiremock")):
+        s = d[key]
+        rows.append(f"| {label} | {s['rps']:.0f} | {_fmt_ms(s['p50_us'])} | "
+                    f"{_fmt_ms(s['p99_us'])} | {_fmt_ms(s['max_us'])} | {s['cpu_us']:.0f} µs |")
+    per_round = "; ".join(f"{r['emulator'].rps:.0f} / {r['wiremock'].rps:.0f}" for r in rounds)
+    return "\n".join([
+        *rows,
+        "",
+        f"**Emulator / WireMock: {d['ratio']:.2f}x** in requests/s ({d['cpu_ratio']:.2f}x by "
+        f"server CPU per request; per-round ratios {', '.join(f'{r:.2f}' for r in d['round_ratios'])}),"
+        f" p99 {'lower' if d['lower_p99'] else 'not lower'} than WireMock's: {verdict} the goal "
+        f"(at least {d['goal_ratio']}x and a lower p99).",
+        "",
+        f"Per round (emulator / WireMock, req/s): {per_round}.",
+        f"Load: wrk, 1 thread, {opts.connections} connections, one fixed pair (`creates.lua "
+        f"same`), {opts.duration_s} s per measurement, {opts.rounds} alternating rounds, "
+        f"WireMock warmed up with {d['jvm_warmup_s']} s of the same load first. Both servers on "
+        f"one core, wrk on the other. WireMock: {d['java']}, `-Xmx{JAVA_HEAP}`, "
+        "`--no-request-journal --disable-request-logging --local-response-templating`, "
+        "request ids and dates templated per response. WireMock's scenario is not an atomic "
+        "check: creates that arrive with the first may also get 201 or, mid-change, 404 "
+        f"(per round here: {', '.join(str(n) for n in d['wiremock_odd_answers'])}); the "
+        "emulator gave exactly one 201 per round.",
+        "",
+        "Command: `make bench BENCH_ARGS=\"--only wiremock\"`.",
+    ])

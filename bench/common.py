@@ -38,7 +38,7 @@ class Options:
     connections: int = 50
     warmup_s: int = 2
     pin: bool = True
-    jvm_warmup_s: int = 25  # load on a JVM server before its figures (JIT compilation)
+    jvm_warmup_s: int = 30  # load on a JVM server before its figures (JIT compilation)
 
 
 @dataclass

@@ -40,8 +40,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds per measurement (default 10)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
     p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
-    p.add_argument("--jvm-warmup", type=int, default=25, metavar="S",
-                   help="seconds of load on WireMock before its figures (default 25)")
+    p.add_argument("--jvm-warmup", type=int, default=30, metavar="S",
+                   help="at least this many seconds of load on WireMock before its figures, "
+                        "more until it stops getting cheaper (default 30)")
     p.add_argument("--no-pin", dest="pin", action="store_false",
                    help="do not pin wrk and the servers to separate CPUs")
     p.add_argument("--update-docs", action="store_true",

@@ -116,9 +116,9 @@ def _markdown(s: dict[int, dict[str, float]], ratio: float, cpus: int, opts: Opt
         f"On this {cpus}-core machine nothing is pinned: wrk, redis-server and the workers share "
         f"every core. With two workers, wrk used {s[2]['wrk_cores']:.2f} of a core and "
         f"redis-server {s[2]['redis_cores']:.2f}, which left the workers about {left:.2f} "
-        f"cores; they used {s[2]['emulator_cores']:.2f}. One worker is bound by its one core "
-        "(it used "
-        f"{s[1]['emulator_cores']:.2f}); a second worker can add at most what the load "
+        f"cores; they used {s[2]['emulator_cores']:.2f} (one worker: "
+        f"{s[1]['emulator_cores']:.2f}, at most one core; anything else running on the "
+        "machine takes its share too). A second worker can add at most what the load "
         "generator and Redis leave over, so this ratio is a floor: on a machine with cores to "
         "spare for the load generator, or with the load sent from another host, the second "
         "worker has a whole core.",

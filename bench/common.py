@@ -38,6 +38,7 @@ class Options:
     connections: int = 50
     warmup_s: int = 2
     pin: bool = True
+    jvm_warmup_s: int = 30  # load on a JVM server before its figures (JIT compilation)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class SectionResult:
     lines: list[str]
     markdown: str
     summary: int = 4  # how many trailing lines of ``lines`` run.py prints at the end
+    skipped: str | None = None  # why the section could not measure here (docs left alone)
 
 
 # --- wrk ---------------------------------------------------------------------------------
@@ -227,3 +229,67 @@ def python_server(name: str, args: list[str], port: int, opts: Options) -> Serve
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and every live descendant (a server that forks workers).
+
+    Children still running are not yet counted in their parent's figures, so each is read
+    from its own /proc entry; a process that exits mid-measurement is simply missed.
+    """
+    total, todo = 0.0, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def pinned(cpus: list[int] | None) -> Any:
+    """A ``preexec_fn`` that pins a child process to ``cpus`` (None: leave it free)."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
+class RedisServer:
+    """A throwaway ``redis-server`` on a free port in a temporary directory (no persistence).
+
+    Started as tests/support/redis.py starts one; use as a context manager.
+    """
+
+    def __init__(self, cpus: list[int] | None = None) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise BenchError("redis-server is not installed (Debian: apt-get install -y "
+                             "redis-server); the Redis store sections need one")
+        self._dir = tempfile.TemporaryDirectory(prefix="bench-redis-")
+        self.port = free_port()
+        self.server = Server("redis-server", [
+            executable, "--port", str(self.port), "--bind", HOST, "--save", "",
+            "--appendonly", "no", "--dir", self._dir.name, "--maxclients", "4096",
+        ], self.port, cpus)
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://{HOST}:{self.port}/{db}"
+
+    def flush(self) -> None:
+        """Empty every database (FLUSHALL in the server's own protocol)."""
+        with socket.create_connection((HOST, self.port), timeout=5) as s:
+            s.sendall(b"*1\r\n$8\r\nFLUSHALL\r\n")
+            if not s.recv(64).startswith(b"+OK"):
+                raise BenchError("redis-server: FLUSHALL failed")
+
+    def __enter__(self) -> RedisServer:
+        self.server.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.server.__exit__(*exc)
+        finally:
+            self._dir.cleanup()

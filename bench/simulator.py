@@ -87,13 +87,13 @@ def _simulator_load(url: str, opts: Options, duration: float, max_requests: int)
             "p99_ms": step["latency_ms"]["p99_ms"], "max_rss_kib": int(done.stdout.strip())}
 
 
-async def _spreads(url: str) -> dict[str, dict[str, float]]:
+async def _spreads(url: str) -> dict[str, dict[str, Any]]:
     from exportjobs.simulator.emulator.auth import fake_token
     from exportjobs.simulator.transport import prepare_request, send_burst
 
     token = fake_token()
     control = SyncEmulatorClient(url)
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for release in ("none", "barrier", "last-byte"):
         sends, arrivals = [], []
         for _ in range(BURSTS):

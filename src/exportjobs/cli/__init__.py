@@ -9,10 +9,10 @@ import sys
 from collections.abc import Sequence
 
 from exportjobs import __version__
-from exportjobs.cli import addon, conform, demo, proxy, run, scenarios, serve
+from exportjobs.cli import addon, conform, demo, har, proxy, run, scenarios, serve
 
 # In the order ``exportjobs --help`` lists them.
-COMMANDS = (serve, run, scenarios, demo, proxy, addon, conform)
+COMMANDS = (serve, run, scenarios, demo, proxy, har, addon, conform)
 
 
 def _versions() -> str:

@@ -23,7 +23,7 @@ import bisect
 import json
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,8 +51,10 @@ EXTENSION = "_exportjobs"  # the entry field that carries what HAR has no field 
 # A HAR is read whole (JSON has no cheap streaming reader here): this bounds memory, about
 # ten times the file's size at peak. Larger files need --max-size.
 MAX_HAR_BYTES = 100 * 1024 * 1024
-# The interaction numbers an imported entry lists as overlapping it, at most.
-MAX_CONCURRENT = 500
+# The interaction numbers an imported entry lists as overlapping it in time, at most, found
+# among the entries that started just before it (a HAR from elsewhere; one from ``har
+# export`` carries the recorded lists whole).
+MAX_CONCURRENT = 100
 
 # Credentials that HARs carry besides the headers every recording redacts (Dev Proxy's own
 # list of sensitive headers, and OAuth's names in queries and JSON): redacted on import.
@@ -152,8 +154,8 @@ def _utf8(text: Any) -> bool:
     return True
 
 
-def cassette_to_har(cassette: Cassette, tool: str) -> dict[str, Any]:
-    """The cassette as a HAR 1.2 document, one entry per interaction in arrival order.
+def har_entries(cassette: Cassette) -> Iterator[dict[str, Any]]:
+    """The cassette's interactions as HAR entries, in arrival order, one at a time.
 
     Entries are mitmproxy's (``SaveHar.flow_entry``); each also keeps the request URL as
     recorded and, under ``_exportjobs``, what the cassette records beyond HTTP. Nothing is
@@ -162,10 +164,10 @@ def cassette_to_har(cassette: Cassette, tool: str) -> dict[str, Any]:
     created = _timestamp(cassette.header.get("created"))
     redactor = Redactor()
     saver = SaveHar()
-    entries = []
-    ordered = sorted(enumerate(cassette.interactions),
-                     key=lambda pair: (pair[1].get("interaction", 0), pair[0]))
-    for _, item in ordered:
+    ordered = sorted(range(len(cassette.interactions)),
+                     key=lambda n: (cassette.interactions[n].get("interaction", 0), n))
+    for n in ordered:
+        item = cassette.interactions[n]
         flow = interaction_flow(item, created, redactor)
         entry = saver.flow_entry(flow, set())
         entry["request"]["url"] = item["request"]["url"]
@@ -176,10 +178,28 @@ def cassette_to_har(cassette: Cassette, tool: str) -> dict[str, Any]:
             entry[EXTENSION] = extra
         if "injected" in item:
             entry["comment"] = "made up by an exportjobs fault plan; replay never serves it"
-        entries.append(entry)
-    return {"log": {"version": "1.2",
-                    "creator": {"name": "exportjobs", "version": tool, "comment": ""},
-                    "pages": [], "entries": entries}}
+        yield entry
+
+
+def _log(tool: str) -> dict[str, Any]:
+    return {"version": "1.2", "creator": {"name": "exportjobs", "version": tool, "comment": ""},
+            "pages": []}
+
+
+def cassette_to_har(cassette: Cassette, tool: str) -> dict[str, Any]:
+    """The cassette as a HAR 1.2 document (held whole: ``har_chunks`` streams it)."""
+    return {"log": {**_log(tool), "entries": list(har_entries(cassette))}}
+
+
+def har_chunks(cassette: Cassette, tool: str) -> Iterator[bytes]:
+    """The HAR document of ``cassette`` as UTF-8 JSON, an entry at a time, so that memory
+    holds the loaded cassette and one entry, whatever the HAR's size."""
+    head = json.dumps({"log": _log(tool)}, indent=2, ensure_ascii=False)
+    yield head[:head.rindex("}", 0, head.rindex("}"))].rstrip().encode() + b',\n    "entries": ['
+    for n, entry in enumerate(har_entries(cassette)):
+        text = json.dumps(entry, indent=2, ensure_ascii=False).replace("\n", "\n      ")
+        yield ("," if n else "").encode() + b"\n      " + text.encode("utf-8")
+    yield b"\n    ]\n  }\n}\n"
 
 
 def _text_safe(entry: dict[str, Any], flow: http.HTTPFlow) -> None:
@@ -204,10 +224,6 @@ def _tidy(entry: dict[str, Any]) -> None:
             entry[side]["cookies"] = []
     entry["time"] = round(entry["time"], 3)
     entry["timings"] = {k: v if v is None else round(v, 3) for k, v in entry["timings"].items()}
-
-
-def har_bytes(har: dict[str, Any]) -> bytes:
-    return (json.dumps(har, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 # --- import: reading --------------------------------------------------------------------------
@@ -434,7 +450,7 @@ def _extension(fields: _Fields, value: Any) -> dict[str, Any]:
             kept[key] = value[key]
     concurrent = value.get("concurrent")
     if isinstance(concurrent, list) and all(type(n) is int for n in concurrent):
-        kept["concurrent"] = concurrent[:MAX_CONCURRENT]
+        kept["concurrent"] = concurrent
     for key in ("injected", "lost"):
         mark = value.get(key)
         if isinstance(mark, dict):
@@ -576,7 +592,7 @@ def _number_and_time(result: Imported, kept: list[tuple[float, float, int, dict[
         # among the latest starts only (bounded, however many entries overlap)
         last = bisect.bisect_left(starts, end)
         interaction["concurrent"] = sorted(
-            other["interaction"] for s, e, other in spans[max(0, last - 4 * MAX_CONCURRENT):last]
+            other["interaction"] for s, e, other in spans[max(0, last - 2 * MAX_CONCURRENT):last]
             if other is not interaction and s < end and e > start)[:MAX_CONCURRENT]
     order = ("interaction", "started", "duration", "concurrent", "request", "response")
     result.interactions = sorted(
@@ -648,5 +664,5 @@ def _fsync_dir(path: Path) -> None:
 
 
 __all__ = ["EXTENSION", "IMPORT_HEADERS", "IMPORT_JSON", "IMPORT_QUERY", "MAX_HAR_BYTES",
-           "HarError", "Imported", "cassette_to_har", "har_bytes", "har_interactions",
+           "HarError", "Imported", "cassette_to_har", "har_chunks", "har_entries", "har_interactions",
            "import_header", "import_redactor", "interaction_flow", "read_har", "write_cassette"]

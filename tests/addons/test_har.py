@@ -21,6 +21,7 @@ from exportjobs.addons.cassette import load_cassette
 from exportjobs.addons.har import (
     EXTENSION,
     cassette_to_har,
+    har_chunks,
     har_interactions,
     import_header,
     import_redactor,
@@ -257,6 +258,7 @@ async def test_export_is_har_that_mitmproxy_reads_back(tmp_path):
     await import_fixture(CHROME, cassette)
     har = cassette_to_har(load_cassette(cassette), "exportjobs test")
     assert har["log"]["version"] == "1.2"
+    assert json.loads(b"".join(har_chunks(load_cassette(cassette), "exportjobs test"))) == har
     for entry in har["log"]["entries"]:
         for key in ("startedDateTime", "time", "request", "response", "cache", "timings"):
             assert key in entry

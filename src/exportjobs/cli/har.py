@@ -9,6 +9,7 @@ import asyncio
 import os
 import sys
 import tempfile
+from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _export(args: argparse.Namespace) -> int:
     from exportjobs.addons.cassette import CassetteError, load_cassette
-    from exportjobs.addons.har import cassette_to_har, har_bytes
+    from exportjobs.addons.har import har_chunks
 
     source = Path(args.cassette)
     target = None if args.output == "-" else Path(args.output or source.with_suffix(".har"))
@@ -101,25 +102,27 @@ def _export(args: argparse.Namespace) -> int:
         return _fail("export", str(exc))
     if cassette.torn:
         print(f"exportjobs har export: cassette {source}: {cassette.torn}", file=sys.stderr)
-    data = har_bytes(cassette_to_har(cassette, _tool()))
+    chunks = har_chunks(cassette, _tool())
     if target is None:
-        sys.stdout.buffer.write(data)
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
         return 0
     try:
-        _write_atomically(target, data)
+        _write_atomically(target, chunks)
     except OSError as exc:
         return _fail("export", f"{target}: cannot be written ({exc.strerror}); check the folder")
     print(f"exported {len(cassette.interactions)} interaction(s) from {source} to {target}")
     return 0
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """``data`` at ``path`` whole or not at all: written beside it, fsynced, renamed."""
+def _write_atomically(path: Path, chunks: Iterable[bytes]) -> None:
+    """``chunks`` at ``path`` whole or not at all: written beside it, fsynced, renamed."""
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".writing", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as file:
-            file.write(data)
+            for chunk in chunks:
+                file.write(chunk)
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temp, 0o644)

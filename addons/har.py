@@ -21,7 +21,9 @@ import base64
 import binascii
 import bisect
 import json
+import math
 import os
+import re
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -77,6 +79,8 @@ def import_redactor(headers: Iterable[str] = (), query: Iterable[str] = (),
                                [*IMPORT_JSON, *json_fields])
 
 
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110)
+
 # Not stored (the cassette keeps bodies decoded, as the recorder does); dropped before
 # mitmproxy's reader would encode the body again for them.
 _BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
@@ -118,8 +122,14 @@ def _parse_time(text: str) -> float:
     return moment.timestamp()
 
 
+def _finite(value: Any) -> bool:
+    """A JSON number that is a number (Python's JSON reader also takes NaN and Infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
 def _number(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+    return float(value) if _finite(value) else 0.0
 
 
 def interaction_flow(item: dict[str, Any], created: float, redactor: Redactor) -> http.HTTPFlow:
@@ -320,7 +330,7 @@ class _Fields:
             return []
         if not isinstance(value, list):
             raise self.fail(where, "is not a list")
-        pairs = []
+        pairs: list[tuple[str, str]] = []
         for n, header in enumerate(value):
             if isinstance(header, dict):
                 name, text = header.get("name"), header.get("value")
@@ -330,10 +340,12 @@ class _Fields:
                 raise self.fail(f"{where}[{n}]", "is not a {name, value} header")
             if not isinstance(name, str) or not isinstance(text, str) or not name:
                 raise self.fail(f"{where}[{n}]", "has a name or value that is not text")
-            if "\n" in name + text or "\r" in name + text:
-                raise self.fail(f"{where}[{n}]", "holds a line break")
-            if not name.startswith(":"):
-                pairs.append((name, text))
+            if name.startswith(":"):
+                continue
+            if not _TOKEN.match(name):
+                raise self.fail(f"{where}[{n}].name", f"is not a header name: {name[:40]!r}")
+            # Firefox joins repeated headers (Set-Cookie) with line breaks: one header each
+            pairs.extend((name, line.strip("\r")) for line in text.split("\n"))
         return pairs
 
 
@@ -431,9 +443,12 @@ def _entry_time(fields: _Fields, entry: dict[str, Any], default: float) -> float
     if started is None:
         return default
     try:
-        return _parse_time(fields.text(started, ".startedDateTime"))
-    except ValueError:
-        raise fields.fail(".startedDateTime", f"is not an ISO 8601 time: {started[:40]!r}") from None
+        moment = _parse_time(fields.text(started, ".startedDateTime"))
+    except (ValueError, OverflowError):
+        moment = -1.0
+    if not 0 <= moment < 2 ** 35:  # 1970 to 3058
+        raise fields.fail(".startedDateTime", f"is not an ISO 8601 time: {started[:40]!r}")
+    return moment
 
 
 def _extension(fields: _Fields, value: Any) -> dict[str, Any]:
@@ -446,7 +461,7 @@ def _extension(fields: _Fields, value: Any) -> dict[str, Any]:
     if type(number) is int and number > 0:
         kept["interaction"] = number
     for key in ("started", "duration", "injected_latency_ms"):
-        if isinstance(value.get(key), (int, float)) and not isinstance(value[key], bool):
+        if _finite(value.get(key)):
             kept[key] = value[key]
     concurrent = value.get("concurrent")
     if isinstance(concurrent, list) and all(type(n) is int for n in concurrent):
@@ -455,7 +470,7 @@ def _extension(fields: _Fields, value: Any) -> dict[str, Any]:
         mark = value.get(key)
         if isinstance(mark, dict):
             kept[key] = {k: v for k, v in mark.items()
-                         if isinstance(k, str) and (v is None or isinstance(v, (str, int, float)))}
+                         if isinstance(k, str) and (v is None or isinstance(v, str) or _finite(v))}
     return kept
 
 
@@ -496,7 +511,10 @@ def har_interactions(har: dict[str, Any], path: str | os.PathLike[str], scope: S
         fields = _Fields(path, index)
         entry = fields.mapping(entry, "")
         method, url, headers = _request(fields, entry)
-        probe = http.Request.make(method, url, b"", [(k.encode(), v.encode()) for k, v in headers])
+        try:
+            probe = http.Request.make(method, url, b"", [(k.encode(), v.encode()) for k, v in headers])
+        except (ValueError, UnicodeError) as exc:
+            raise fields.fail(".request.url", f"is not a URL mitmproxy reads ({str(exc)[:80]})") from None
         if classify(probe, scope).kind is None:
             result.skipped += 1
             continue
@@ -510,7 +528,11 @@ def har_interactions(har: dict[str, Any], path: str | os.PathLike[str], scope: S
             raise
         if note:
             result.notes.append(note)
-        flow = request_to_flow(normalized)
+        try:
+            flow = request_to_flow(normalized)
+        except (ValueError, UnicodeError, LookupError) as exc:
+            raise fields.fail("", f"cannot be read as HTTP ({type(exc).__name__}: "
+                                  f"{str(exc)[:80]})") from None
         req, res = flow.request, flow.response
         assert res is not None
         pairs = headers  # as the HAR has them: mitmproxy's reader adds a Content-Length

@@ -129,6 +129,13 @@ def test_disk_full_mid_import_leaves_no_cassette(tmp_path, capsys, monkeypatch):
      "entries[0].startedDateTime: is not an ISO 8601 time"),
     (har_of({**entry(), "request": {"method": "GET", "url": URL, "headers": [{"name": 1}]}}),
      "entries[0].request.headers[0]: has a name or value that is not text"),
+    (har_of({**entry(), "startedDateTime": "0001-01-01T00:00:00"}),
+     "entries[0].startedDateTime: is not an ISO 8601 time"),
+    (har_of(entry(url="https://graph.microsoft.com:99999/beta/employeeExperience/goals/exportJobs")),
+     "entries[0].request.url: is not"),
+    (har_of({**entry(), "request": {"method": "GET", "url": URL,
+                                    "headers": [{"name": "X Bad", "value": "1"}]}}),
+     "entries[0].request.headers[0].name: is not a header name"),
     (har_of(entry(url="https://example.com/only/other/traffic")),
      "none of its 1 entries is exportJobs traffic"),
 ])
@@ -153,6 +160,20 @@ def test_binary_and_bom_and_folder(tmp_path, capsys):
     assert code == 0, err
     code, _, err = run(capsys, "har", "import", str(tmp_path), "-o", str(tmp_path / "x.yaml"))
     assert code == 2 and "is a folder" in err
+
+
+def test_joined_headers_and_odd_numbers(tmp_path, capsys):
+    """Firefox joins repeated headers with line breaks; JSON's NaN and Infinity are no times."""
+    joined = entry()
+    joined["response"]["headers"].append({"name": "Set-Cookie", "value": "a=SECRET1\nb=SECRET2"})
+    joined["time"] = float("inf")
+    path = tmp_path / "firefox.har"
+    path.write_text(json.dumps(har_of(joined)), encoding="utf-8")  # writes Infinity
+    code, _, err = run(capsys, "har", "import", str(path))
+    assert code == 0, err
+    (item,) = load_cassette(tmp_path / "firefox.yaml").interactions
+    assert [v for k, v in item["response"]["headers"] if k == "Set-Cookie"] == ["REDACTED"] * 2
+    assert item["duration"] == 0.0
 
 
 def test_unanswered_entries_refused_or_skipped(tmp_path, capsys):

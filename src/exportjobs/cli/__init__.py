@@ -9,10 +9,21 @@ import sys
 from collections.abc import Sequence
 
 from exportjobs import __version__
-from exportjobs.cli import addon, ca, conform, demo, locust_worker, proxy, run, scenarios, serve
+from exportjobs.cli import (
+    addon,
+    ca,
+    conform,
+    demo,
+    har,
+    locust_worker,
+    proxy,
+    run,
+    scenarios,
+    serve,
+)
 
 # In the order ``exportjobs --help`` lists them.
-COMMANDS = (serve, run, scenarios, demo, proxy, ca, addon, conform, locust_worker)
+COMMANDS = (serve, run, scenarios, demo, proxy, ca, har, addon, conform, locust_worker)
 
 
 def _versions() -> str:

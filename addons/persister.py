@@ -153,7 +153,7 @@ def replace_header(path: str | os.PathLike[str], header: dict[str, Any]) -> None
             except OSError:
                 pass
             raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 _COPY_BLOCK = 1 << 20
@@ -167,7 +167,7 @@ def _write_some(fd: int, data: memoryview) -> int:
     return os.write(fd, data)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a new or renamed directory entry under ``path`` durable (where the OS allows)."""
     try:
         dir_fd = os.open(path, os.O_RDONLY)
@@ -212,7 +212,7 @@ class CassetteWriter:
             # Unbuffered: a failed append is cut off exactly (see _write), no buffer keeps it.
             self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in close()
         self._write(dump_document(header))
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
     @classmethod
     def appending(cls, path: str | os.PathLike[str], complete: int) -> CassetteWriter:
@@ -252,7 +252,7 @@ class CassetteWriter:
             os.fsync(fd)
             if self._target is not None and self._size:  # the first interaction is on disk
                 os.replace(self.path, self._target)
-                _fsync_dir(self._target.parent)
+                fsync_dir(self._target.parent)
                 self.path, self._target = self._target, None
         except OSError:
             try:

@@ -1,4 +1,4 @@
-"""HAR in and out (addons/har.py), proved through the real replay proxy.
+"""HAR in and out (addons/har/), proved through the real replay proxy.
 
 A cassette recorded through the proxy in front of the emulator is exported to HAR and
 imported back; the imported cassette, replayed by the in-process proxy, answers the same

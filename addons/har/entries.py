@@ -1,83 +1,31 @@
-"""HAR 1.2 in and out: cassette interactions as HAR entries, and HAR entries as interactions.
-
-Written with mitmproxy's own HAR code, so a HAR from here reads as one from mitmproxy's
-``savehar`` does: an interaction becomes a mitmproxy flow and ``SaveHar.flow_entry`` writes
-its entry; an imported entry becomes a flow through ``mitmproxy.io.har.request_to_flow``
-and is then recorded as the recorder records a live flow (``request_doc``/``response_doc``,
-redacted by a ``Redactor``). What mitmproxy's reader takes on trust (every field present,
-the right type) is checked here first, entry by entry, so that a HAR someone shares gets an
-error naming the entry and field instead of a traceback.
-
-What a HAR cannot say (interaction numbers, concurrency, injected faults) rides along in an
-``_exportjobs`` field of each entry (HAR allows custom fields that start with ``_``), so
-a cassette exported and imported again replays the same; a HAR from elsewhere gets its
-numbers from the order of ``startedDateTime`` and its concurrency from overlapping times.
-"""
+"""HAR entries -> interactions: each entry checked field by field, kept only if it is
+exportJobs traffic, then recorded as the recorder records a live flow (redacted)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import bisect
-import json
-import math
 import os
 import re
-import secrets
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from mitmproxy import connection, http
-from mitmproxy.addons.savehar import SaveHar
+from mitmproxy import http
 from mitmproxy.io.har import request_to_flow
 
 from exportjobs.addons.cassette import (
-    Cassette,
     body_bytes,
-    new_header,
     request_doc,
     response_doc,
 )
-from exportjobs.addons.persister import CassetteError, CassetteWriter
-from exportjobs.addons.redaction import PLACEHOLDER, Redactor
+from exportjobs.addons.har.common import EXTENSION, MAX_CONCURRENT, HarError, finite, number, parse_time
+from exportjobs.addons.redaction import Redactor
 from exportjobs.addons.scope import Scope
 from exportjobs.addons.traffic import classify
-from exportjobs.graph import graph_time
-
-EXTENSION = "_exportjobs"  # the entry field that carries what HAR has no field for
-# A HAR is read whole (JSON has no cheap streaming reader here): this bounds memory, about
-# ten times the file's size at peak. Larger files need --max-size.
-MAX_HAR_BYTES = 100 * 1024 * 1024
-# The interaction numbers an imported entry lists as overlapping it in time, at most, found
-# among the entries that started just before it (a HAR from elsewhere; one from ``har
-# export`` carries the recorded lists whole).
-MAX_CONCURRENT = 100
-
-# Credentials that HARs carry besides the headers every recording redacts (Dev Proxy's own
-# list of sensitive headers, and OAuth's names in queries and JSON): redacted on import.
-IMPORT_HEADERS = frozenset({
-    "x-api-key", "x-auth-token", "x-csrf-token", "x-xsrf-token", "x-session-token",
-    "www-authenticate", "proxy-authenticate",
-})
-IMPORT_QUERY = frozenset({"access_token", "id_token", "refresh_token", "token", "code",
-                          "client_secret", "api_key", "apikey", "sig", "signature"})
-IMPORT_JSON = frozenset({"access_token", "id_token", "refresh_token", "client_secret",
-                         "password", "token"})
-
-
-
-def import_redactor(headers: Iterable[str] = (), query: Iterable[str] = (),
-                    json_fields: Iterable[str] = ()) -> Redactor:
-    """What an import redacts: the recorder's redaction (its defaults and the same flags)
-    plus the credentials HARs from browsers and other proxies carry elsewhere."""
-    return Redactor.configured([*IMPORT_HEADERS, *headers], [*IMPORT_QUERY, *query],
-                               [*IMPORT_JSON, *json_fields])
-
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110)
 
@@ -85,209 +33,6 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (R
 # mitmproxy's reader would encode the body again for them.
 _BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
-
-class HarError(Exception):
-    """A HAR (or a cassette to export) that cannot be used: names the file, where, what to do."""
-
-    def __init__(self, path: str | os.PathLike[str], where: str, problem: str, hint: str) -> None:
-        at = f", {where}" if where else ""
-        super().__init__(f"HAR {os.fspath(path)}{at}: {problem}; {hint}")
-
-
-# --- export -----------------------------------------------------------------------------------
-
-
-def _timestamp(created: Any) -> float:
-    """The cassette header's ``created`` as a POSIX time (now, for one that does not parse)."""
-    if isinstance(created, str):
-        try:
-            return _parse_time(created)
-        except ValueError:
-            pass
-    return datetime.now(UTC).timestamp()
-
-
-def _parse_time(text: str) -> float:
-    """An ISO 8601 time as a POSIX time; one without a zone (Dev Proxy writes those) is UTC.
-    Graph's seven fraction digits are cut to the six Python reads."""
-    text = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    head, dot, rest = text.partition(".")
-    if dot:
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        rest = rest[:min(digits, 6)] + rest[digits:]
-        text = f"{head}.{rest}" if digits else head + rest
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def _finite(value: Any) -> bool:
-    """A JSON number that is a number (Python's JSON reader also takes NaN and Infinity)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) \
-        and math.isfinite(value)
-
-
-def _number(value: Any) -> float:
-    return float(value) if _finite(value) else 0.0
-
-
-def interaction_flow(item: dict[str, Any], created: float, redactor: Redactor) -> http.HTTPFlow:
-    """A loaded cassette interaction as a mitmproxy flow (headers exactly as stored, bodies
-    as replay sends them), timed from ``created`` as it was recorded."""
-    request, response = item["request"], item["response"]
-    start = created + max(_number(item.get("started")), 0.0)
-    end = start + max(_number(item.get("duration")), 0.0)
-    client = connection.Client(peername=("127.0.0.1", 0), sockname=("127.0.0.1", 0),
-                               timestamp_start=start)
-    flow = http.HTTPFlow(client, connection.Server(address=None))
-    req = http.Request.make(request["method"], request["url"])
-    req.headers = http.Headers([(k.encode(), v.encode()) for k, v in
-                                redactor.header_pairs(request.get("headers", []))])
-    req.raw_content = body_bytes(request)
-    req.timestamp_start = req.timestamp_end = start
-    res = http.Response.make(response["status"])
-    res.headers = http.Headers([(k.encode(), v.encode()) for k, v in
-                                redactor.header_pairs(response.get("headers", []))])
-    res.raw_content = body_bytes(response)
-    res.timestamp_start = res.timestamp_end = end
-    flow.request, flow.response = req, res
-    return flow
-
-
-def _utf8(text: Any) -> bool:
-    """Whether ``text`` can be written as UTF-8 (mitmproxy escapes undecodable bytes)."""
-    try:
-        str(text).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def har_entries(cassette: Cassette) -> Iterator[dict[str, Any]]:
-    """The cassette's interactions as HAR entries, in arrival order, one at a time.
-
-    Entries are mitmproxy's (``SaveHar.flow_entry``); each also keeps the request URL as
-    recorded and, under ``_exportjobs``, what the cassette records beyond HTTP. Nothing is
-    added that the cassette does not hold: no address, no cookie (a cookie header is
-    redacted again, should a hand edit have put one back)."""
-    created = _timestamp(cassette.header.get("created"))
-    redactor = Redactor()
-    saver = SaveHar()
-    ordered = sorted(range(len(cassette.interactions)),
-                     key=lambda n: (cassette.interactions[n].get("interaction", 0), n))
-    for n in ordered:
-        item = cassette.interactions[n]
-        flow = interaction_flow(item, created, redactor)
-        entry = saver.flow_entry(flow, set())
-        entry["request"]["url"] = item["request"]["url"]
-        _text_safe(entry, flow)
-        _tidy(entry)
-        extra = {k: v for k, v in item.items() if k not in ("request", "response")}
-        if extra:
-            entry[EXTENSION] = extra
-        if "injected" in item:
-            entry["comment"] = "made up by an exportjobs fault plan; replay never serves it"
-        yield entry
-
-
-def _log(tool: str) -> dict[str, Any]:
-    return {"version": "1.2", "creator": {"name": "exportjobs", "version": tool, "comment": ""},
-            "pages": []}
-
-
-def cassette_to_har(cassette: Cassette, tool: str) -> dict[str, Any]:
-    """The cassette as a HAR 1.2 document (held whole: ``har_chunks`` streams it)."""
-    return {"log": {**_log(tool), "entries": list(har_entries(cassette))}}
-
-
-def har_chunks(cassette: Cassette, tool: str) -> Iterator[bytes]:
-    """The HAR document of ``cassette`` as UTF-8 JSON, an entry at a time, so that memory
-    holds the loaded cassette and one entry, whatever the HAR's size."""
-    head = json.dumps({"log": _log(tool)}, indent=2, ensure_ascii=False)
-    yield head[:head.rindex("}", 0, head.rindex("}"))].rstrip().encode() + b',\n    "entries": ['
-    for n, entry in enumerate(har_entries(cassette)):
-        text = json.dumps(entry, indent=2, ensure_ascii=False).replace("\n", "\n      ")
-        yield ("," if n else "").encode() + b"\n      " + text.encode("utf-8")
-    yield b"\n    ]\n  }\n}\n"
-
-
-def _text_safe(entry: dict[str, Any], flow: http.HTTPFlow) -> None:
-    """Bodies that are not text (mitmproxy keeps them as text with escapes) as base64."""
-    assert flow.response is not None
-    content = entry["response"]["content"]
-    if not _utf8(content.get("text", "")):
-        content["text"] = base64.b64encode(flow.response.raw_content or b"").decode()
-        content["encoding"] = "base64"
-    post = entry["request"].get("postData")
-    if post is not None and not _utf8(post.get("text", "")):
-        post["text"] = base64.b64encode(flow.request.raw_content or b"").decode()
-        post["encoding"] = "base64"  # HAR 1.3's field; 1.2 has none for request bodies
-
-
-def _tidy(entry: dict[str, Any]) -> None:
-    """No cookie parsed out of a redacted header (it would read as a cookie named REDACTED),
-    and times in whole microseconds rather than float noise."""
-    for side, header in (("request", "cookie"), ("response", "set-cookie")):
-        values = [h["value"] for h in entry[side]["headers"] if h["name"].lower() == header]
-        if values and all(v == PLACEHOLDER for v in values):
-            entry[side]["cookies"] = []
-    entry["time"] = round(entry["time"], 3)
-    entry["timings"] = {k: v if v is None else round(v, 3) for k, v in entry["timings"].items()}
-
-
-# --- import: reading --------------------------------------------------------------------------
-
-
-def read_har(path: str | os.PathLike[str], max_bytes: int = MAX_HAR_BYTES) -> dict[str, Any]:
-    """The HAR at ``path`` parsed, if it is a regular file of at most ``max_bytes`` bytes of
-    JSON with a ``log.entries`` list; raises ``HarError`` otherwise."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as file:
-            info = os.fstat(file.fileno())
-            if not _regular(info.st_mode):
-                raise HarError(path, "", "is not a regular file", "pass the .har file itself")
-            if info.st_size > max_bytes:
-                raise HarError(path, "", f"is {info.st_size:,} bytes, more than the "
-                               f"{max_bytes:,} this reads by default",
-                               "export fewer requests, or pass --max-size MB if you trust it")
-            data = file.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise HarError(path, "", "no such file", "check the path") from None
-    except IsADirectoryError:
-        raise HarError(path, "", "is a folder", "pass the .har file inside it") from None
-    except OSError as exc:
-        raise HarError(path, "", f"cannot be read ({exc.strerror})", "check its permissions") from None
-    if len(data) > max_bytes:
-        raise HarError(path, "", f"is more than {max_bytes:,} bytes", "pass --max-size MB")
-    try:
-        text = data.decode("utf-8-sig")  # the HAR spec lets writers put a BOM first
-    except UnicodeDecodeError as exc:
-        raise HarError(path, f"byte {exc.start}", "is not UTF-8 text",
-                       "a HAR is UTF-8 JSON; export it again from the browser or tool") from None
-    try:
-        har = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HarError(path, f"line {exc.lineno} column {exc.colno}", f"is not JSON ({exc.msg})",
-                       "pass a .har file as a browser or proxy saves it") from None
-    except (ValueError, RecursionError) as exc:
-        raise HarError(path, "", f"is not JSON this reads ({str(exc)[:100] or 'nested too deeply'})",
-                       "pass a .har file as a browser or proxy saves it") from None
-    log = har.get("log") if isinstance(har, dict) else None
-    if not isinstance(log, dict) or not isinstance(log.get("entries"), list):
-        raise HarError(path, "log.entries", "is missing: this is JSON but not a HAR",
-                       "pass a HAR (an object with log.entries)")
-    return har
-
-
-def _regular(mode: int) -> bool:
-    import stat
-
-    return stat.S_ISREG(mode)
-
-
-# --- import: entries --------------------------------------------------------------------------
 
 
 @dataclass
@@ -426,7 +171,7 @@ def _normalized(fields: _Fields, entry: dict[str, Any], method: str, url: str,
     request = entry["request"]
     normalized = {
         "startedDateTime": datetime.fromtimestamp(started, UTC).isoformat(),
-        "time": max(_number(entry.get("time")), 0.0),
+        "time": max(number(entry.get("time")), 0.0),
         "request": {"method": method, "url": url, "headers": headers,
                     "httpVersion": str(request.get("httpVersion") or ""),
                     "postData": {"text": _request_body(fields, request)}},
@@ -443,7 +188,7 @@ def _entry_time(fields: _Fields, entry: dict[str, Any], default: float) -> float
     if started is None:
         return default
     try:
-        moment = _parse_time(fields.text(started, ".startedDateTime"))
+        moment = parse_time(fields.text(started, ".startedDateTime"))
     except (ValueError, OverflowError):
         moment = -1.0
     if not 0 <= moment < 2 ** 35:  # 1970 to 3058
@@ -461,7 +206,7 @@ def _extension(fields: _Fields, value: Any) -> dict[str, Any]:
     if type(number) is int and number > 0:
         kept["interaction"] = number
     for key in ("started", "duration", "injected_latency_ms"):
-        if _finite(value.get(key)):
+        if finite(value.get(key)):
             kept[key] = value[key]
     concurrent = value.get("concurrent")
     if isinstance(concurrent, list) and all(type(n) is int for n in concurrent):
@@ -470,7 +215,7 @@ def _extension(fields: _Fields, value: Any) -> dict[str, Any]:
         mark = value.get(key)
         if isinstance(mark, dict):
             kept[key] = {k: v for k, v in mark.items()
-                         if isinstance(k, str) and (v is None or isinstance(v, str) or _finite(v))}
+                         if isinstance(k, str) and (v is None or isinstance(v, str) or finite(v))}
     return kept
 
 
@@ -620,71 +365,3 @@ def _number_and_time(result: Imported, kept: list[tuple[float, float, int, dict[
     result.interactions = sorted(
         ({**{key: i[key] for key in order}, **{k: v for k, v in i.items() if k not in order}}
          for _, _, i in spans), key=lambda i: i["interaction"])
-
-
-# --- import: writing --------------------------------------------------------------------------
-
-
-def import_header(imported: Imported, tool: str, source: str) -> dict[str, Any]:
-    header = new_header(graph_time(imported.started), tool)
-    header["imported_from"] = source
-    return header
-
-
-async def write_cassette(path: str | os.PathLike[str], header: dict[str, Any],
-                         interactions: Iterable[dict[str, Any]], force: bool) -> None:
-    """Write a new cassette at ``path`` with the project's writer, all or nothing: into a
-    temporary file beside it, fsynced, checked to load and index as replay loads it, and
-    only then linked into place (``force``: renamed over an existing one). A crash at any
-    point leaves either no cassette (or the old one) or the complete new one."""
-    from exportjobs.addons.matching import load_index
-
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.importing")
-    writer = CassetteWriter(temp, header)
-    try:
-        try:  # appended together, so the writer's group commit fsyncs them once
-            await asyncio.gather(*(writer.append(item) for item in interactions))
-        finally:
-            await writer.close()
-        load_index(temp)
-        _place(temp, path, force)
-    finally:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-
-
-def _place(temp: Path, path: Path, force: bool) -> None:
-    if force:
-        os.replace(temp, path)
-    else:
-        try:
-            os.link(temp, path)  # fails if the cassette appeared meanwhile: never overwritten
-        except FileExistsError:
-            raise CassetteError(path, "already exists", "pass --force to replace it") from None
-        except OSError:  # a file system without hard links
-            if path.exists():
-                raise CassetteError(path, "already exists", "pass --force to replace it") from None
-            os.replace(temp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make the new directory entry durable (where the OS allows)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-__all__ = ["EXTENSION", "IMPORT_HEADERS", "IMPORT_JSON", "IMPORT_QUERY", "MAX_HAR_BYTES",
-           "HarError", "Imported", "cassette_to_har", "har_chunks", "har_entries", "har_interactions",
-           "import_header", "import_redactor", "interaction_flow", "read_har", "write_cassette"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import ipaddress
 import json
 import os
 import ssl
@@ -59,8 +58,10 @@ from exportjobs.simulator.transport import (
     RequestError,
     RequestTiming,
     check_base_url,
+    is_loopback_host,
     prepare_request,
     proxy_authorization,
+    reachable,
     send_burst,
     untrusted,
 )
@@ -157,15 +158,6 @@ def preflight(scenario: Scenario, variables: dict[str, Any], *, target: Any, pro
         raise ScenarioError(problems)
 
 
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 def resolve_token(scenario: Scenario) -> str:
     """The bearer token: from the environment when the scenario names a variable, else fake."""
@@ -178,17 +170,6 @@ def resolve_token(scenario: Scenario) -> str:
         return token
     return fake_token(scenario.auth.scopes)
 
-
-async def _reachable(url: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
-    """None when a TCP connection to ``url``'s host and port opens, else the reason."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout)
-    except (TimeoutError, OSError) as exc:
-        return f"{parts.hostname}:{port}: {getattr(exc, 'strerror', None) or type(exc).__name__}"
-    writer.close()
-    return None
 
 
 class Runner:
@@ -230,7 +211,7 @@ class Runner:
                 raise RunAborted(f"proxy {shown_url(self.proxy)}: its credentials cannot be "
                                  f"sent ({exc}); check the user name and password", 2) from None
         for url in filter(None, (self.proxy, None if self.proxy else self.target)):
-            reason = await _reachable(url, self.connect_timeout)
+            reason = await reachable(url, self.connect_timeout)
             if reason is not None:
                 what = "proxy" if url == self.proxy else "target"
                 raise RunAborted(f"cannot reach the {what} {shown_url(url)} ({reason}); is it running?", 3)
@@ -311,7 +292,7 @@ class Runner:
     async def _find_control_api(self) -> EmulatorClient | None:
         """The emulator's control API at the target: asked (its info call), and only of a
         target on this machine."""
-        return await find_emulator(self.target) if _is_loopback(self.target) else None
+        return await find_emulator(self.target) if is_loopback_host(urlsplit(self.target).hostname or "") else None
 
     async def _run_step(self, client: Client, step: Step, result: StepResult) -> None:
         missing = sorted(n for n in references(step.action) | references(step.expect) if n not in self.variables)

@@ -43,6 +43,30 @@ _NOT_IN_HEADER = re.compile(r"[^\t\x20-\x7e]")  # header values: printable ASCII
 _NOT_IN_URL = re.compile(r"[^!-~]")  # URLs: printable ASCII without spaces
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether only this machine can reach ``host`` (a name or an address, IPv6 maybe in
+    brackets); "" and 0.0.0.0 are every interface, so not loopback."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def reachable(url: str, timeout: float) -> str | None:
+    """None when a TCP connection to ``url``'s host and port opens, else the reason."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout)
+    except (TimeoutError, OSError) as exc:
+        return f"{parts.hostname}:{port}: {getattr(exc, 'strerror', None) or type(exc).__name__}"
+    writer.close()
+    return None
+
+
+
 class RequestError(ValueError):
     """A request that cannot be sent as written (a header value with a line break, a path
     that is a number); the message names the field and what to write instead."""

@@ -37,7 +37,7 @@ from exportjobs.simulator.exchange import Exchange
 from exportjobs.simulator.progress import Progress
 from exportjobs.simulator.runner import RunAborted, RunResult, run_scenario
 from exportjobs.simulator.scenario import Scenario
-from exportjobs.simulator.transport import CONNECT_TIMEOUT_S, RESPONSE_TIMEOUT_S
+from exportjobs.simulator.transport import CONNECT_TIMEOUT_S, RESPONSE_TIMEOUT_S, reachable
 from exportjobs.simulator.values import interpolate, shown_url
 
 GRAPH = "https://graph.microsoft.com"
@@ -228,16 +228,6 @@ def _identity(path: Path) -> tuple[int, int, int, int] | None:
     return st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size
 
 
-async def _reachable(url: str, timeout: float) -> str | None:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), timeout)
-    except (TimeoutError, OSError) as exc:
-        return f"{parts.hostname}:{port}: {getattr(exc, 'strerror', None) or type(exc).__name__}"
-    writer.close()
-    return None
-
 
 def scenario_target(scenario: Scenario, target: str | None, overrides: Mapping[str, Any]) -> str | None:
     """Where a recording's traffic goes: ``target``, else the scenario's own, else None
@@ -270,7 +260,7 @@ async def record(scenario: Scenario, cassette: str | os.PathLike[str], *, target
             embedded = EmbeddedEmulator(options.emulator_config).start()
             upstream = embedded.url
         else:
-            reason = await _reachable(upstream, options.connect_timeout)
+            reason = await reachable(upstream, options.connect_timeout)
             if reason is not None:
                 raise RunAborted(f"cannot reach the target {shown_url(upstream)} ({reason}); "
                                  "is it running?", 3)

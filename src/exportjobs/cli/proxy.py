@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -75,19 +74,12 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_proxy, proxy_flags=flags)
 
 
-def is_loopback(host: str) -> bool:
-    """Whether only this machine can reach ``host`` ("" and 0.0.0.0 are every interface)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
 
 def listen_warning(host: str) -> str | None:
     """What listening on ``host`` exposes, when it is not loopback; None when it is."""
-    if is_loopback(host):
+    from exportjobs.simulator.transport import is_loopback_host
+
+    if is_loopback_host(host):
         return None
     return (f"listening on {host or 'every interface'}, not loopback: anyone who can reach "
             "this machine can send traffic through this proxy (and, recording, to your "

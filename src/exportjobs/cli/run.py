@@ -366,7 +366,9 @@ def _load_engine(args: argparse.Namespace, scenario: Any) -> Any:
     if args.locust_workers + args.locust_remote_workers == 0:
         print("exportjobs run: --engine locust needs at least one worker (--locust-workers N)", file=sys.stderr)
         return 2
-    if not _loopback(args.locust_bind):
+    from exportjobs.simulator.transport import is_loopback_host
+
+    if not is_loopback_host(args.locust_bind):
         print(f"exportjobs run: warning: the Locust master listens on {args.locust_bind}: any worker "
               "that reaches it gets the scenario's requests and bearer token, unencrypted; "
               "open it only on a network you trust", file=sys.stderr)
@@ -377,13 +379,3 @@ def _load_engine(args: argparse.Namespace, scenario: Any) -> Any:
                         bind=args.locust_bind, port=port_, web_port=args.locust_web,
                         wait=args.locust_wait, cacert=args.cacert)
 
-
-def _loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -1,15 +1,18 @@
 """Every response in Graph's shape: the error middleware and aiohttp's own protocol errors.
 
-Handlers raise ``GraphError`` (or anything else, for a bug); ``graph_middleware`` renders
-it once as a Graph error body, drains a body nobody read, and stamps ``request-id`` and
-``client-request-id`` on every response. ``GraphRequestHandler`` does the same for the
+Handlers raise ``GraphError`` (or anything else, for a bug); ``graph_handler``, wrapped
+around every route's handler when the route is added, renders it once as a Graph error
+body, drains a body nobody read, and stamps ``request-id`` and ``client-request-id`` on
+every response. (A wrapper rather than an aiohttp middleware: with no middleware, aiohttp
+calls the handler directly, without building a middleware chain for every request.) ``GraphRequestHandler`` does the same for the
 errors aiohttp answers before any middleware runs (a bad request line, huge headers).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError, LineTooLong
@@ -42,8 +45,21 @@ def error_response(err: GraphError, request_id: str, client_request_id: str) -> 
     )
 
 
-@web.middleware
-async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def graph_handler(handler: RouteHandler) -> RouteHandler:
+    """``handler`` answering every request in Graph's shape (see above); add every route's
+    handler wrapped in this."""
+
+    @functools.wraps(handler)
+    async def graph_route(request: web.Request) -> web.StreamResponse:
+        return await _answer(request, handler)
+
+    return graph_route
+
+
+async def _answer(request: web.Request, handler: RouteHandler) -> web.StreamResponse:
     request_id = new_request_id()
     echoed_id = client_request_id(request, request_id)
     try:

@@ -110,6 +110,11 @@ def _unavailable(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Cor
     return call
 
 
+def _json_text(text: str | None) -> str:
+    """``json.dumps(text)`` for a string or None, without the encoder's per-call setup."""
+    return "null" if text is None else json.encoder.encode_basestring_ascii(text)
+
+
 def _job(number: str | bytes | int, fields: list[Any]) -> Job:
     org, view, created, starts, ends, outcome = (
         f.decode() if isinstance(f, bytes) else str(f) for f in fields)
@@ -139,11 +144,13 @@ class RedisStore:
         self._k = {name: PREFIX + name for name in
                    ("offset", "seq", "pending", "jobs", "arrivals", "orgs")}
         self._job_prefix = PREFIX + "job:"
-        # What every create sends that never changes, built once.
-        self._create_keys = [self._k["offset"], self._k["seq"], self._k["pending"],
-                             self._k["jobs"], self._k["arrivals"], self._job_prefix,
-                             self._k["orgs"]]
-        self._start_after, self._run_for = repr(start_after), repr(run_for)
+        # What every create sends that never changes, encoded once (the client passes
+        # bytes through as they are).
+        self._create_keys = [key.encode() for key in (
+            self._k["offset"], self._k["seq"], self._k["pending"], self._k["jobs"],
+            self._k["arrivals"], self._job_prefix, self._k["orgs"])]
+        self._start_after, self._run_for = repr(start_after).encode(), repr(run_for).encode()
+        self._log_size = str(arrival_log_size).encode()
 
     async def open(self) -> None:
         """Check that Redis answers; set the known organizations when the config names them."""
@@ -199,8 +206,8 @@ class RedisStore:
             args=[f"{organization} {explorer_view_id.lower()}", repr(time.time()),
                   self._start_after, self._run_for, organization_id, explorer_view_id,
                   random.randrange(8_000_000, 9_000_000), "1" if force else "0",
-                  arrival.monotonic_us, json.dumps(arrival.client_request_id),
-                  self.arrival_log_size, organization])
+                  arrival.monotonic_us, _json_text(arrival.client_request_id),
+                  self._log_size, organization])
         if result[0] == -1:  # the script found the organization unknown and logged a 404
             arrival.status = 404
             raise unknown_organization()

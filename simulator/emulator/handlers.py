@@ -19,6 +19,7 @@ from aiohttp import web
 from exportjobs.graph import (
     CSV_CONTENT_TYPE,
     ODATA_CONTENT_TYPE,
+    REQUEST_JSON,
     ExportJobsRoute,
     GraphError,
     compact_json,
@@ -126,7 +127,7 @@ async def create_job(request: web.Request, route: ExportJobsRoute) -> web.Respon
     try:
         raw = await read_body(request, config.max_body_bytes)
         _authorize(request, write=True)
-        create = parse_create(raw, request.content_type)
+        create = parse_create(raw, _media_type(request))
     except GraphError as err:
         arrival.status = err.status
         await store.record_arrival(arrival)
@@ -140,6 +141,13 @@ async def create_job(request: web.Request, route: ExportJobsRoute) -> web.Respon
     else:  # atomic: see store
         job, created = await store.create(create.organization_id, create.view_id, arrival)
     return _create_response(request, route, job, created, config.quirks == "documented")
+
+
+def _media_type(request: web.Request) -> str:
+    """The request's Content-Type without parameters: the usual create's value as it is,
+    any other one through aiohttp's parser."""
+    given = request.headers.get("Content-Type")
+    return REQUEST_JSON if given == REQUEST_JSON else request.content_type
 
 
 def _create_response(

@@ -54,33 +54,30 @@ def graph_handler(handler: RouteHandler) -> RouteHandler:
 
     @functools.wraps(handler)
     async def graph_route(request: web.Request) -> web.StreamResponse:
-        return await _answer(request, handler)
+        request_id = new_request_id()
+        echoed_id = client_request_id(request, request_id)
+        try:
+            check_expect(request)
+            response = await handler(request)
+        except Exception as exc:  # noqa: BLE001 - the one place errors become Graph errors
+            response = _error_for(exc, request, request_id, echoed_id)
+        content = request.content
+        if not content.is_eof() or content.exception() is not None:
+            # A body nobody read (a GET's, or one behind an earlier error) is drained here,
+            # through read_body, never by aiohttp: its failures are ours to answer. A failure
+            # replaces a success; an error already chosen stands.
+            try:
+                await read_body(request)
+            except Exception as exc:  # noqa: BLE001 - rendered like the handler's own errors
+                if response.status < 400 or not isinstance(exc, (GraphError, ClientGone)):
+                    response = _error_for(exc, request, request_id, echoed_id)
+            if content.exception() is not None:  # its body failed: the stream is unusable
+                response.force_close()
+        response.headers["request-id"] = request_id
+        response.headers["client-request-id"] = echoed_id
+        return response
 
     return graph_route
-
-
-async def _answer(request: web.Request, handler: RouteHandler) -> web.StreamResponse:
-    request_id = new_request_id()
-    echoed_id = client_request_id(request, request_id)
-    try:
-        check_expect(request)
-        response = await handler(request)
-    except Exception as exc:  # noqa: BLE001 - the one place errors become Graph errors
-        response = _error_for(exc, request, request_id, echoed_id)
-    if not request.content.is_eof() or request.content.exception() is not None:
-        # A body nobody read (a GET's, or one behind an earlier error) is drained here,
-        # through read_body, never by aiohttp: its failures are ours to answer. A failure
-        # replaces a success; an error already chosen stands.
-        try:
-            await read_body(request)
-        except Exception as exc:  # noqa: BLE001 - rendered like the handler's own errors
-            if response.status < 400 or not isinstance(exc, (GraphError, ClientGone)):
-                response = _error_for(exc, request, request_id, echoed_id)
-    if request.content.exception() is not None:  # its body failed: the stream is unusable
-        response.force_close()
-    response.headers["request-id"] = request_id
-    response.headers["client-request-id"] = echoed_id
-    return response
 
 
 def _error_for(

@@ -1,8 +1,8 @@
 """An aiohttp emulator of Graph's exportJobs service: the application factory and its server.
 
 ``create_app`` builds the application (state on the root app, see ``keys``; the Graph
-error handling around every route's handler, see ``middleware``; the exportJobs routes,
-see ``handlers``; the control API mounted as a sub-app, see ``control``). ``start_emulator`` runs it on a real socket
+error middleware, see ``middleware``; the exportJobs routes, see ``handlers``; the control
+API mounted as a sub-app, see ``control``). ``start_emulator`` runs it on a real socket
 in-process (port 0 picks a free port) for tests and other commands.
 """
 
@@ -22,7 +22,7 @@ from exportjobs.simulator.emulator.control import PREFIX, control_app
 from exportjobs.simulator.emulator.handlers import dispatch
 from exportjobs.simulator.emulator.jobs import Clock
 from exportjobs.simulator.emulator.keys import CONFIG, STORE, EmulatorConfig
-from exportjobs.simulator.emulator.middleware import GraphRequestHandler, graph_handler
+from exportjobs.simulator.emulator.middleware import GraphRequestHandler, graph_middleware
 from exportjobs.simulator.emulator.reading import continue_expected
 from exportjobs.simulator.emulator.store import MemoryStore, Store, StoreUnreachable
 
@@ -32,8 +32,7 @@ log = logging.getLogger("exportjobs.emulator")
 def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = None) -> web.Application:
     """The emulator as an aiohttp ``Application``; state lives on the app (``keys``)."""
     config = config or EmulatorConfig()
-    # No middleware: every route's handler is wrapped in graph_handler instead (see middleware).
-    app = web.Application(client_max_size=config.max_body_bytes)
+    app = web.Application(middlewares=[graph_middleware], client_max_size=config.max_body_bytes)
     app[CONFIG] = config
     app[STORE] = new_store(config, clock)
     app.on_cleanup.append(_close_store)
@@ -45,9 +44,8 @@ def create_app(config: EmulatorConfig | None = None, *, clock: Clock | None = No
     app.add_subapp(PREFIX, control_app())
     # The documented spelling of the collection gets an exact route, which aiohttp finds
     # with one lookup; every other spelling and path goes through the catch-all.
-    graph_dispatch = graph_handler(dispatch)
-    app.router.add_route("*", COLLECTION_PATH, graph_dispatch, expect_handler=continue_expected)
-    app.router.add_route("*", "/{path:.*}", graph_dispatch, expect_handler=continue_expected)
+    app.router.add_route("*", COLLECTION_PATH, dispatch, expect_handler=continue_expected)
+    app.router.add_route("*", "/{path:.*}", dispatch, expect_handler=continue_expected)
     return app
 
 

@@ -4,8 +4,8 @@ Graph path uses).
 Tests and the simulator use it to reset state, move the clock, fail a job, set the known
 organizations, and read the server-side arrival time of every create; ``client`` is its
 one client. The state lives on the root app (``keys``): in a sub-app ``request.app`` is
-the sub-app, so every handler reads ``request.config_dict``. Every route's handler is
-wrapped in ``middleware.graph_handler``, so their errors are Graph error bodies like any other.
+the sub-app, so every handler reads ``request.config_dict``. The root app's middleware
+wraps these handlers too, so their errors are Graph error bodies like any other.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from exportjobs.graph import (
 )
 from exportjobs.simulator.emulator.handlers import dispatch
 from exportjobs.simulator.emulator.keys import CONFIG, STORE
-from exportjobs.simulator.emulator.middleware import graph_handler
 from exportjobs.simulator.emulator.reading import continue_expected, read_body
 
 PREFIX = "/_emulator"
@@ -144,8 +143,7 @@ def control_app() -> web.Application:
     """
     app = web.Application()
     for method, path, handler in ROUTES:  # every route answers Expect the emulator's way
-        app.router.add_route(method, path, graph_handler(handler), expect_handler=continue_expected)
-    graph_dispatch = graph_handler(dispatch)
+        app.router.add_route(method, path, handler, expect_handler=continue_expected)
     for rest in ("", "/{path:.*}"):
-        app.router.add_route("*", rest, graph_dispatch, expect_handler=continue_expected)
+        app.router.add_route("*", rest, dispatch, expect_handler=continue_expected)
     return app

@@ -1,6 +1,6 @@
 """The exportJobs handlers (create, list, count, get, content) and the dispatch that routes to them.
 
-Handlers raise ``GraphError``; ``middleware.graph_handler`` renders it. State is read from the app
+Handlers raise ``GraphError``; the middleware renders it. State is read from the app
 through the keys in ``keys``; what a valid create is comes from ``exportjobs.graph``.
 Bodies follow Graph's metadata and OData's JSON format (an ``@odata.context`` first, a
 single entity bare, ``innerError``), unless the config asks for the docs examples' shapes

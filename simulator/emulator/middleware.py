@@ -1,18 +1,15 @@
 """Every response in Graph's shape: the error middleware and aiohttp's own protocol errors.
 
-Handlers raise ``GraphError`` (or anything else, for a bug); ``graph_handler``, wrapped
-around every route's handler when the route is added, renders it once as a Graph error
-body, drains a body nobody read, and stamps ``request-id`` and ``client-request-id`` on
-every response. (A wrapper rather than an aiohttp middleware: with no middleware, aiohttp
-calls the handler directly, without building a middleware chain for every request.) ``GraphRequestHandler`` does the same for the
+Handlers raise ``GraphError`` (or anything else, for a bug); ``graph_middleware`` renders
+it once as a Graph error body, drains a body nobody read, and stamps ``request-id`` and
+``client-request-id`` on every response. ``GraphRequestHandler`` does the same for the
 errors aiohttp answers before any middleware runs (a bad request line, huge headers).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import ContentEncodingError, LineTooLong
@@ -45,39 +42,29 @@ def error_response(err: GraphError, request_id: str, client_request_id: str) -> 
     )
 
 
-RouteHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def graph_handler(handler: RouteHandler) -> RouteHandler:
-    """``handler`` answering every request in Graph's shape (see above); add every route's
-    handler wrapped in this."""
-
-    @functools.wraps(handler)
-    async def graph_route(request: web.Request) -> web.StreamResponse:
-        request_id = new_request_id()
-        echoed_id = client_request_id(request, request_id)
+@web.middleware
+async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    request_id = new_request_id()
+    echoed_id = client_request_id(request, request_id)
+    try:
+        check_expect(request)
+        response = await handler(request)
+    except Exception as exc:  # noqa: BLE001 - the one place errors become Graph errors
+        response = _error_for(exc, request, request_id, echoed_id)
+    if not request.content.is_eof() or request.content.exception() is not None:
+        # A body nobody read (a GET's, or one behind an earlier error) is drained here,
+        # through read_body, never by aiohttp: its failures are ours to answer. A failure
+        # replaces a success; an error already chosen stands.
         try:
-            check_expect(request)
-            response = await handler(request)
-        except Exception as exc:  # noqa: BLE001 - the one place errors become Graph errors
-            response = _error_for(exc, request, request_id, echoed_id)
-        content = request.content
-        if not content.is_eof() or content.exception() is not None:
-            # A body nobody read (a GET's, or one behind an earlier error) is drained here,
-            # through read_body, never by aiohttp: its failures are ours to answer. A failure
-            # replaces a success; an error already chosen stands.
-            try:
-                await read_body(request)
-            except Exception as exc:  # noqa: BLE001 - rendered like the handler's own errors
-                if response.status < 400 or not isinstance(exc, (GraphError, ClientGone)):
-                    response = _error_for(exc, request, request_id, echoed_id)
-            if content.exception() is not None:  # its body failed: the stream is unusable
-                response.force_close()
-        response.headers["request-id"] = request_id
-        response.headers["client-request-id"] = echoed_id
-        return response
-
-    return graph_route
+            await read_body(request)
+        except Exception as exc:  # noqa: BLE001 - rendered like the handler's own errors
+            if response.status < 400 or not isinstance(exc, (GraphError, ClientGone)):
+                response = _error_for(exc, request, request_id, echoed_id)
+    if request.content.exception() is not None:  # its body failed: the stream is unusable
+        response.force_close()
+    response.headers["request-id"] = request_id
+    response.headers["client-request-id"] = echoed_id
+    return response
 
 
 def _error_for(

@@ -1,8 +1,7 @@
 """Reading a request: its body (bounded, decoded), its Expect header, its client-request-id.
 
 Every request body is read through ``read_body``, by a handler that wants it or by the
-wrapper in ``middleware`` that drains the rest, so each way a body can fail is answered
-one way.
+middleware that drains the rest, so each way a body can fail is answered one way.
 """
 
 from __future__ import annotations
@@ -45,10 +44,9 @@ def _undecodable(request: web.BaseRequest) -> GraphError:
 async def read_body(request: web.BaseRequest, limit: int | None = None) -> bytes:
     """The whole decoded body, at most ``max_body_bytes`` of it; else a GraphError.
 
-    Every request body is read here (handlers that want one call it, the wrapper in
-    ``middleware`` drains the rest), so every way a body can fail is one of: 413 (too
-    large), 400 (a Content-Encoding that does not decode, broken chunked framing), or
-    ``ClientGone``.
+    Every request body is read here (handlers that want one call it, the middleware
+    drains the rest), so every way a body can fail is one of: 413 (too large), 400
+    (a Content-Encoding that does not decode, broken chunked framing), or ``ClientGone``.
     The last byte's arrival is the moment a create arrives: a last-byte release
     synchronises on it, and the duplicate check runs after it. ``limit``: the config's
     ``max_body_bytes``, for a caller that has read the config already.

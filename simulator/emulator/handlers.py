@@ -19,6 +19,7 @@ from aiohttp import web
 from exportjobs.graph import (
     CSV_CONTENT_TYPE,
     ODATA_CONTENT_TYPE,
+    REQUEST_JSON,
     ExportJobsRoute,
     GraphError,
     compact_json,
@@ -42,7 +43,6 @@ from exportjobs.simulator.emulator.odata import (
     project,
 )
 from exportjobs.simulator.emulator.reading import read_body
-from exportjobs.simulator.emulator.store import Store
 
 Handler = Callable[[web.Request, ExportJobsRoute], Awaitable[web.StreamResponse]]
 
@@ -70,14 +70,23 @@ def _base_url(request: web.Request) -> str:
     so a ``Location`` is always an absolute URL with a host.
     """
     headers = request.headers
-    proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    proto, host = _forwarded_base(headers.get("X-Forwarded-Proto", ""), request.scheme,
+                                  headers.get("X-Forwarded-Host", ""), headers.get("Host", ""))
+    return f"{proto}://{host or _local_address(request)}"
+
+
+@functools.lru_cache(maxsize=256)
+def _forwarded_base(forwarded_proto: str, scheme: str, forwarded_host: str,
+                    host: str) -> tuple[str, str | None]:
+    """The scheme and host (None: none fit) these header values name: a pure function of
+    them, cached, since a client sends the same ones on every request."""
+    proto = forwarded_proto.split(",")[0].strip().lower()
     if proto not in ("http", "https"):
-        proto = request.scheme
-    for candidate in (headers.get("X-Forwarded-Host", "").split(",")[0].strip(),
-                      headers.get("Host", "")):
+        proto = scheme
+    for candidate in (forwarded_host.split(",")[0].strip(), host):
         if _URL_HOST.fullmatch(candidate):
-            return f"{proto}://{candidate}"
-    return f"{proto}://{_local_address(request)}"
+            return proto, candidate
+    return proto, None
 
 
 def _local_address(request: web.Request) -> str:
@@ -112,40 +121,41 @@ def _authorize(request: web.Request, *, write: bool) -> None:
 
 
 async def create_job(request: web.Request, route: ExportJobsRoute) -> web.Response:
-    state = request.config_dict
-    store = state[STORE]
+    state = request.config_dict  # one lookup: aiohttp builds a new view on every access
+    config, store = state[CONFIG], state[STORE]
     arrival = new_arrival(request)
     try:
-        raw = await read_body(request)
-        organization_id, view_id = await _accepted_create(request, raw, store)
+        raw = await read_body(request, config.max_body_bytes)
+        _authorize(request, write=True)
+        create = parse_create(raw, _media_type(request))
     except GraphError as err:
         arrival.status = err.status
         await store.record_arrival(arrival)
         raise
-    window_ms = state[CONFIG].unsafe_race_window_ms
+    # The organization is checked by the store, in the same step as the insert; an unknown
+    # one raises the 404 there (its arrival logged).
+    window_ms = config.unsafe_race_window_ms
     if window_ms > 0:
-        job, created = await store.create_racy(organization_id, view_id, arrival, window_ms / 1000)
-    else:
-        job, created = await store.create(organization_id, view_id, arrival)  # atomic: see store
-    return _create_response(request, route, job, created)
+        job, created = await store.create_racy(create.organization_id, create.view_id, arrival,
+                                               window_ms / 1000)
+    else:  # atomic: see store
+        job, created = await store.create(create.organization_id, create.view_id, arrival)
+    return _create_response(request, route, job, created, config.quirks == "documented")
 
 
-async def _accepted_create(request: web.Request, raw: bytes, store: Store) -> tuple[str, str]:
-    """The (organization, view) pair of a create the caller may make, else a GraphError."""
-    _authorize(request, write=True)
-    create = parse_create(raw, request.content_type)
-    if not await store.organization_known(create.organization_id):
-        raise GraphError(
-            404, "notFound", "Goals organization not found", inner_code="goalsOrganizationIdNotFound"
-        )
-    return create.organization_id, create.view_id
+def _media_type(request: web.Request) -> str:
+    """The request's Content-Type without parameters: the usual create's value as it is,
+    any other one through aiohttp's parser."""
+    given = request.headers.get("Content-Type")
+    return REQUEST_JSON if given == REQUEST_JSON else request.content_type
 
 
 def _create_response(
-    request: web.Request, route: ExportJobsRoute, job: Job, created: bool
+    request: web.Request, route: ExportJobsRoute, job: Job, created: bool, documented: bool
 ) -> web.Response:
     """The 201 for a job just created (as it stood then); for a pending one, the 409 naming it."""
-    url = _job_url(request, route, job.id)
+    base_url = _base_url(request)
+    url = f"{base_url}{route.prefix}/{job.id}"
     if not created:
         raise GraphError(
             409,
@@ -154,10 +164,11 @@ def _create_response(
             target=job.id,
             inner_code="exportJobAlreadyExists",
             # Graph's error format says innerError; the docs' 409 example, innererror.
-            inner_key="innererror" if _documented(request) else "innerError",
+            inner_key="innererror" if documented else "innerError",
             headers={"Location": url},
         )
-    body = {"@odata.context": _context(request, route, entity=True), **job.to_graph(job.created_at, url)}
+    body = {"@odata.context": odata_context(base_url, route.version, entity=True),
+            **job.to_graph(job.created_at, url)}
     return _json(201, body, {"Location": url})
 
 

@@ -41,16 +41,18 @@ def _undecodable(request: web.BaseRequest) -> GraphError:
     )
 
 
-async def read_body(request: web.BaseRequest) -> bytes:
+async def read_body(request: web.BaseRequest, limit: int | None = None) -> bytes:
     """The whole decoded body, at most ``max_body_bytes`` of it; else a GraphError.
 
     Every request body is read here (handlers that want one call it, the middleware
     drains the rest), so every way a body can fail is one of: 413 (too large), 400
     (a Content-Encoding that does not decode, broken chunked framing), or ``ClientGone``.
     The last byte's arrival is the moment a create arrives: a last-byte release
-    synchronises on it, and the duplicate check runs after it.
+    synchronises on it, and the duplicate check runs after it. ``limit``: the config's
+    ``max_body_bytes``, for a caller that has read the config already.
     """
-    limit = request.config_dict[CONFIG].max_body_bytes if isinstance(request, web.Request) else 0
+    if limit is None:
+        limit = request.config_dict[CONFIG].max_body_bytes if isinstance(request, web.Request) else 0
     if limit and request.content_length is not None and request.content_length > limit:
         raise GraphError(413, *HTTP_ERRORS[413])
     content = request.content

@@ -6,8 +6,9 @@ number), ``job:N`` (a hash per job), ``jobs`` (job numbers in creation order), `
 ``orgs`` (the known organizations, JSON; absent when every one exists), ``arrivals``
 (the arrival log, newest last, trimmed to its size).
 
-``create`` is one Lua script (``CREATE``, run by EVALSHA): the pending check, the insert
-and the arrival entry happen in one step Redis runs alone (see ``store`` for the guarantee).
+``create`` is one Lua script (``CREATE``, run by EVALSHA): the known-organization check,
+the pending check, the insert and the arrival entry happen in one step Redis runs alone (see
+``store`` for the guarantee), so a create costs one round trip.
 Times are computed inside the script from the caller's wall time plus the stored offset.
 
 A Redis that is down, restarting or slow makes every call fail within the socket timeouts
@@ -32,7 +33,7 @@ from redis.exceptions import RedisError
 from exportjobs.graph import GraphError
 from exportjobs.simulator.emulator.arrivals import Arrival
 from exportjobs.simulator.emulator.jobs import Job, encode_job_id, job_number
-from exportjobs.simulator.emulator.store import StoreUnreachable
+from exportjobs.simulator.emulator.store import StoreUnreachable, unknown_organization
 
 PREFIX = "exportjobs:"
 SOCKET_TIMEOUT_S = 2.0
@@ -43,19 +44,32 @@ RETRY_AFTER_S = "1"
 
 _FIELDS = ("org", "view", "created", "starts", "ends", "outcome")
 
-# KEYS: offset, seq, pending, jobs, arrivals, orgs.
+# KEYS: offset, seq, pending, jobs, arrivals, job key prefix, orgs.
 # ARGV: pair, wall time, start_after, run_for, organization, view, first number, force (1: no
-# check, the racy insert), arrival's monotonic us, its client-request-id as JSON, log size.
-# Returns {created 0/1, number, organization, view, created, starts, ends, outcome} (times as
-# %.17g strings): the new job, or the pending winner as its creator spelled the pair.
+# check, the racy insert), arrival's monotonic us, its client-request-id as JSON, log size,
+# organization lower-case.
+# Returns {-1} for an organization the known list lacks (its arrival logged as a 404), else
+# {created 0/1, number, organization, view, created, starts, ends, outcome} (times as %.17g
+# strings): the new job, or the pending winner as its creator spelled the pair.
 CREATE = """
-local now = tonumber(ARGV[2]) + tonumber(redis.call('GET', KEYS[1]) or '0')
-local existing = redis.call('HGET', KEYS[3], ARGV[1])
 local function log(status, number)
   redis.call('RPUSH', KEYS[5], '{"m":' .. ARGV[9] .. ',"s":' .. status .. ',"j":' .. number ..
              ',"c":' .. ARGV[10] .. '}')
   redis.call('LTRIM', KEYS[5], -tonumber(ARGV[11]), -1)
 end
+local orgs = redis.call('GET', KEYS[7])
+if orgs then
+  local known = false
+  for _, org in ipairs(cjson.decode(orgs)) do
+    if org == ARGV[12] then known = true; break end
+  end
+  if not known then
+    log(404, 'null')
+    return {-1}
+  end
+end
+local now = tonumber(ARGV[2]) + tonumber(redis.call('GET', KEYS[1]) or '0')
+local existing = redis.call('HGET', KEYS[3], ARGV[1])
 if existing and ARGV[8] ~= '1' then
   local job = redis.call('HMGET', KEYS[6] .. existing, 'org', 'view', 'created', 'starts', 'ends',
                         'outcome')
@@ -96,6 +110,11 @@ def _unavailable(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Cor
     return call
 
 
+def _json_text(text: str | None) -> str:
+    """``json.dumps(text)`` for a string or None, without the encoder's per-call setup."""
+    return "null" if text is None else json.encoder.encode_basestring_ascii(text)
+
+
 def _job(number: str | bytes | int, fields: list[Any]) -> Job:
     org, view, created, starts, ends, outcome = (
         f.decode() if isinstance(f, bytes) else str(f) for f in fields)
@@ -125,6 +144,13 @@ class RedisStore:
         self._k = {name: PREFIX + name for name in
                    ("offset", "seq", "pending", "jobs", "arrivals", "orgs")}
         self._job_prefix = PREFIX + "job:"
+        # What every create sends that never changes, encoded once (the client passes
+        # bytes through as they are).
+        self._create_keys = [key.encode() for key in (
+            self._k["offset"], self._k["seq"], self._k["pending"], self._k["jobs"],
+            self._k["arrivals"], self._job_prefix, self._k["orgs"])]
+        self._start_after, self._run_for = repr(start_after).encode(), repr(run_for).encode()
+        self._log_size = str(arrival_log_size).encode()
 
     async def open(self) -> None:
         """Check that Redis answers; set the known organizations when the config names them."""
@@ -160,6 +186,9 @@ class RedisStore:
     @_unavailable
     async def create_racy(self, organization_id: str, explorer_view_id: str,
                           arrival: Arrival, window_s: float) -> tuple[Job, bool]:
+        known = await self._known()
+        if known is not None and organization_id.lower() not in known:  # the script says 404
+            return await self._run_create(organization_id, explorer_view_id, arrival, force=False)
         pair = f"{organization_id.lower()} {explorer_view_id.lower()}"
         existing = await self.redis.hget(self._k["pending"], pair)
         if existing is not None:
@@ -171,14 +200,18 @@ class RedisStore:
 
     async def _run_create(self, organization_id: str, explorer_view_id: str, arrival: Arrival,
                           *, force: bool) -> tuple[Job, bool]:
-        k = self._k
-        pair = f"{organization_id.lower()} {explorer_view_id.lower()}"
-        created, number, *fields = await self._create(
-            keys=[k["offset"], k["seq"], k["pending"], k["jobs"], k["arrivals"], self._job_prefix],
-            args=[pair, repr(time.time()), repr(self.start_after), repr(self.run_for),
-                  organization_id, explorer_view_id, random.randrange(8_000_000, 9_000_000),
-                  "1" if force else "0", arrival.monotonic_us,
-                  json.dumps(arrival.client_request_id), self.arrival_log_size])
+        organization = organization_id.lower()
+        result = await self._create(
+            keys=self._create_keys,
+            args=[f"{organization} {explorer_view_id.lower()}", repr(time.time()),
+                  self._start_after, self._run_for, organization_id, explorer_view_id,
+                  random.randrange(8_000_000, 9_000_000), "1" if force else "0",
+                  arrival.monotonic_us, _json_text(arrival.client_request_id),
+                  self._log_size, organization])
+        if result[0] == -1:  # the script found the organization unknown and logged a 404
+            arrival.status = 404
+            raise unknown_organization()
+        created, number, *fields = result
         job = _job(number, fields)
         arrival.status, arrival.job_id = (201 if created else 409), job.id
         return job, bool(created)

@@ -21,12 +21,20 @@ import asyncio
 from collections import deque
 from typing import Protocol
 
+from exportjobs.graph import GraphError
 from exportjobs.simulator.emulator.arrivals import Arrival, ArrivalLog
 from exportjobs.simulator.emulator.jobs import Clock, Job, JobStore
 
 
 class StoreUnreachable(Exception):
     """The store the config names does not answer at start (or its client is not installed)."""
+
+
+def unknown_organization() -> GraphError:
+    """Graph's 404 for a create naming an organization the known list lacks."""
+    return GraphError(
+        404, "notFound", "Goals organization not found", inner_code="goalsOrganizationIdNotFound"
+    )
 
 
 class Store(Protocol):
@@ -46,7 +54,9 @@ class Store(Protocol):
                      arrival: Arrival) -> tuple[Job, bool]:
         """The pending job of the pair, or a new one: ``(job, created)``, atomically (above).
 
-        ``arrival`` is logged with its outcome (201 or 409 and the job's id)."""
+        ``arrival`` is logged with its outcome (201 or 409 and the job's id). An organization
+        the known list lacks is checked in the same step: its arrival is logged as a 404 and
+        ``unknown_organization()`` is raised."""
         ...
 
     async def create_racy(self, organization_id: str, explorer_view_id: str,
@@ -119,12 +129,14 @@ class MemoryStore:
 
     async def create(self, organization_id: str, explorer_view_id: str,
                      arrival: Arrival) -> tuple[Job, bool]:
+        self._check_organization(organization_id, arrival)
         job, created = self.job_store.create(organization_id, explorer_view_id)
         self._log(arrival, job, created)
         return job, created
 
     async def create_racy(self, organization_id: str, explorer_view_id: str,
                           arrival: Arrival, window_s: float) -> tuple[Job, bool]:
+        self._check_organization(organization_id, arrival)
         pending = self.job_store.pending_job(organization_id, explorer_view_id)
         if pending is not None:
             self._log(arrival, pending, False)
@@ -133,6 +145,12 @@ class MemoryStore:
         job = self.job_store.insert(organization_id, explorer_view_id)
         self._log(arrival, job, True)
         return job, True
+
+    def _check_organization(self, organization_id: str, arrival: Arrival) -> None:
+        if not self.job_store.organization_known(organization_id):
+            arrival.status = 404
+            self.arrival_log.entries.append(arrival)
+            raise unknown_organization()
 
     def _log(self, arrival: Arrival, job: Job, created: bool) -> None:
         arrival.status, arrival.job_id = (201 if created else 409), job.id

@@ -174,6 +174,33 @@ class TestKnownOrganizations:
         assert err["message"] == "Goals organization not found"
         assert err["innerError"]["code"] == "goalsOrganizationIdNotFound"
 
+    async def test_unknown_organization_is_logged_as_404_and_never_creates(self, http):
+        """The store checks the organization in the create's own step: the 404 is logged
+        in the arrival log with no job, and no job exists afterwards."""
+        async with http.post(COLLECTION, json=new_pair(),
+                             headers={"client-request-id": "unknown-org-1"}) as r:
+            assert r.status == 404
+        async with http.get("/_emulator/arrivals") as r:
+            (arrival,) = (await r.json())["arrivals"]
+        assert (arrival["status"], arrival["jobId"]) == (404, None)
+        assert arrival["clientRequestId"] == "unknown-org-1"
+        async with http.get("/_emulator") as r:
+            assert (await r.json())["jobs"] == 0
+
+    async def test_organizations_replaced_while_serving_apply_to_the_next_create(self, http):
+        body = new_pair()
+        async with http.post(COLLECTION, json=body) as r:
+            assert r.status == 404
+        async with http.put("/_emulator/organizations",
+                            json={"known": [self.KNOWN, body["goalsOrganizationId"].upper()]}) as r:
+            assert r.status == 200
+        async with http.post(COLLECTION, json=body) as r:
+            assert r.status == 201
+        async with http.put("/_emulator/organizations", json={"known": None}) as r:
+            assert r.status == 200
+        async with http.post(COLLECTION, json=new_pair()) as r:
+            assert r.status == 201  # every organization exists again
+
     async def test_known_organization_is_201(self, http):
         body = {"goalsOrganizationId": self.KNOWN.upper(), "explorerViewId": str(uuid.uuid4())}
         async with http.post(COLLECTION, json=body) as r:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from exportjobs.graph import is_guid
+from exportjobs.graph import compact_json, error_body, error_json, is_guid
 from exportjobs.simulator.emulator.auth import READ, READ_WRITE, fake_token
 from tests.support.emulator import COLLECTION, new_pair
 
@@ -164,3 +167,24 @@ async def test_a_barrage_of_odd_requests_never_gets_a_500(emulator):
         await writer.wait_closed()
         status = int(status_line.split()[1])
         assert status < 500, (raw, status_line)
+
+
+_DATE = re.compile(rb'"date":"[0-9T:-]{19}"')
+_TEXT = st.text(max_size=40)  # any code point: quotes, backslashes, control characters, non-ASCII
+
+
+@settings(max_examples=300, deadline=None)
+@given(code=_TEXT, message=_TEXT, inner_code=st.none() | _TEXT, target=st.none() | _TEXT,
+       request_id=st.none() | _TEXT, client_request_id=st.none() | _TEXT,
+       inner_key=st.sampled_from(["innerError", "innererror"]) | _TEXT)
+def test_error_json_writes_the_bytes_compact_json_writes_for_error_body(
+        code, message, inner_code, target, request_id, client_request_id, inner_key):
+    """error_json writes the text directly; it must be byte for byte the encoded dict."""
+    request_id = request_id or "fixed-request-id"  # a fresh one would differ between the two
+    kwargs = {"inner_code": inner_code, "target": target, "request_id": request_id,
+              "client_request_id": client_request_id, "inner_key": inner_key}
+    direct = error_json(code, message, **kwargs)
+    encoded = compact_json(error_body(code, message, **kwargs))
+    assert _DATE.search(direct) and _DATE.search(encoded)
+    # The date is read inside each call: equal except across a second boundary.
+    assert _DATE.sub(b"", direct) == _DATE.sub(b"", encoded)

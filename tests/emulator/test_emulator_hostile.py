@@ -211,6 +211,35 @@ def test_a_valid_forwarded_host_is_used(served, forwarded, netloc):
     assert urlsplit(reply.headers["location"]).netloc == netloc
 
 
+@pytest.mark.parametrize("path", [
+    COLLECTION + "/%0A", "/%0A", "/_emulator/%0A", "/_emulator/jobs/%0A/fail",
+])
+def test_a_path_no_route_pattern_matches_still_gets_a_graph_error(served, path):
+    """A decoded newline slips past the catch-all routes' patterns: aiohttp's router finds
+    no route and raises its own 404, which must still be answered in Graph's shape."""
+    reply = request(served.port, "GET", path, [AUTH])
+    assert 400 <= reply.status < 500, reply
+    assert_graph_error(reply)
+
+
+def test_each_request_gets_the_base_url_of_its_own_headers(served):
+    """The scheme and host are worked out once per set of header values and remembered:
+    requests alternating between sets each get their own, never a neighbour's."""
+    cases = [
+        ([("X-Forwarded-Host", b"a.example"), ("X-Forwarded-Proto", b"https")], "https://a.example"),
+        ([("X-Forwarded-Host", b"a.example")], "http://a.example"),
+        ([("X-Forwarded-Host", b"b.example:8443"), ("X-Forwarded-Proto", b"https")],
+         "https://b.example:8443"),
+        ([("X-Forwarded-Proto", b"https")], "https://127.0.0.1"),
+        ([("X-Forwarded-Host", b"evil/path")], "http://127.0.0.1"),
+    ]
+    for headers, base in cases * 2:
+        reply = request(served.port, "POST", COLLECTION, [AUTH, JSON, *headers], pair())
+        assert reply.status == 201, reply
+        assert reply.headers["location"].startswith(f"{base}{COLLECTION}/"), (headers, reply)
+        assert reply.json()["@odata.context"].startswith(f"{base}/beta/$metadata#"), headers
+
+
 # --- what aiohttp answers itself ------------------------------------------------------------
 
 

@@ -200,3 +200,51 @@ async def test_two_workers_on_one_port_act_as_one_service(redis_url):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     assert sorted(r[0] for r in results) == [201] + [409] * (BURST - 1)
+
+
+
+async def _commands_sent_by_clients(redis_url: str, during) -> list[str]:
+    """The commands clients (not scripts) sent Redis while ``during()`` ran, from MONITOR."""
+    host, port = redis_url.removeprefix("redis://").split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"MONITOR\r\n")
+        assert await asyncio.wait_for(reader.readline(), 10) == b"+OK\r\n"
+        await during()
+        marker = f"end-{os.getpid()}-{time.monotonic_ns()}"
+        _, echo_writer = await asyncio.open_connection(host, int(port))
+        echo_writer.write(f"ECHO {marker}\r\n".encode())
+        await echo_writer.drain()
+        lines = []
+        while marker not in (line := (await asyncio.wait_for(reader.readline(), 10)).decode()):
+            lines.append(line)
+        echo_writer.close()
+        # "+<time> [<db> <client>] "<command>" ...": a script's own calls name the client "lua".
+        return [line.split('"')[1].lower() for line in lines if "lua]" not in line]
+    finally:
+        writer.close()
+
+
+async def test_a_create_is_one_redis_command_known_organization_check_included(redis_url):
+    """The known-organization check runs inside the create script: a 201, a 409 and an
+    unknown organization's 404 each send Redis one EVALSHA and nothing else."""
+    known = new_pair()
+    running = await start_emulator(EmulatorConfig(store_url=redis_url,
+                                                  known_organizations=[known["goalsOrganizationId"]]))
+    statuses = []
+    try:
+        async with aiohttp.ClientSession(running.url, headers=HEADERS, timeout=TIMEOUT) as http:
+            warm = {**known, "explorerViewId": new_pair()["explorerViewId"]}
+            async with http.post(COLLECTION, json=warm) as r:  # loads the script, opens the pool
+                assert r.status == 201
+
+            async def creates() -> None:
+                for body in (known, known, new_pair()):
+                    async with http.post(COLLECTION, json=body) as r:
+                        statuses.append(r.status)
+
+            commands = await _commands_sent_by_clients(redis_url, creates)
+    finally:
+        await running.close()
+    assert statuses == [201, 409, 404]
+    assert commands == ["evalsha"] * 3

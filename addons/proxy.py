@@ -122,11 +122,12 @@ async def start_proxy(
     master.addons.add(fault_addon, gate_addon, addon, *extra_addons)
     values = {name: os.fspath(value) if isinstance(value, os.PathLike) else value
               for name, value in settings.items()}
-    token = None
+    token = login = None
     if web_port is not None:
         values = {**web_settings(web_port or _free_port()), **values}
-        if "web_password" in opts:  # mitmproxy >= 11.1 asks for a password or token
-            token = values.setdefault("web_password", secrets.token_urlsafe(16))
+        if "web_password" in opts:  # mitmproxy >= 11.1.2 asks for a password or token; 11.0 has no login
+            token, login = _web_login()
+            values.setdefault("web_password", login)
     try:
         opts.update(**values)
         for name, group in _by_name(specs).items():
@@ -158,7 +159,7 @@ async def start_proxy(
     web_url = None
     if web_port is not None:
         web_url = f"http://127.0.0.1:{opts.web_port}/"
-        if token is not None and opts.web_password == token:
+        if token is not None and opts.web_password == login:
             web_url += f"?token={token}"
     return RunningProxy(master, addon, task, bound_host, bound_port,
                         Path(os.path.expanduser(opts.confdir)), fault_addon, gate_addon, web_url)
@@ -169,6 +170,19 @@ def web_settings(web_port: int) -> dict[str, Any]:
     and the flow list's comment column on, where the addons say what happened to each flow."""
     return {"web_host": "127.0.0.1", "web_port": web_port, "web_open_browser": False,
             "web_columns": ["tls", "icon", "path", "method", "status", "size", "time", "comment"]}
+
+
+def _web_login() -> tuple[str, str]:
+    """A fresh token for the web UI's address, and what mitmweb's ``web_password`` is set to
+    for it: the token's argon2 hash (mitmweb reads a value starting with ``$`` as one), so
+    the token is never an option's value and mitmweb does not warn of a plaintext password
+    nobody chose. The token is random (128 bits), so a cheap hash is enough: mitmweb checks
+    with the parameters the hash carries."""
+    import argon2  # mitmproxy's own dependency wherever it has web_password (11.1.2 on)
+
+    token = secrets.token_urlsafe(16)
+    hasher = argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    return token, hasher.hash(token)
 
 
 def _by_name(specs: Sequence[str]) -> dict[str, list[str]]:
@@ -191,6 +205,7 @@ def _set(opts: options.Options, name: str, specs: list[str]) -> None:
         raise
     except exceptions.OptionsError as exc:
         problem = str(exc).strip("'\"")
+        problem = problem.removeprefix(f"Failed to parse option {name}: ")  # mitmproxy 12 names it too
         raise ProxyError(f"{name}: {problem}", option=name, problem=problem) from None
     except NotImplementedError:  # a type mitmproxy's --set cannot parse (float)
         problem = "mitmproxy's --set cannot parse this option's type; use its flag"

@@ -31,6 +31,9 @@ _UNSUPPORTED_ENCODING = GraphError(
     "unsupportedMediaType",
     "The request's Content-Encoding is not supported; send gzip, deflate, br or identity.",
 )
+# The codings decoded (docs/emulator.md). aiohttp decodes zstd too where backports.zstd (a
+# dependency of mitmproxy 12) or Python 3.14 provides it: refused the same everywhere.
+_DECODED = frozenset({"", "identity", "gzip", "deflate", "br"})
 
 
 def error_response(err: GraphError, request_id: str, client_request_id: str) -> web.Response:
@@ -48,6 +51,8 @@ async def graph_middleware(request: web.Request, handler: Any) -> web.StreamResp
     echoed_id = client_request_id(request, request_id)
     try:
         check_expect(request)
+        if request.body_exists and request.headers.get("Content-Encoding", "").lower() not in _DECODED:
+            raise _UNSUPPORTED_ENCODING
         response = await handler(request)
     except Exception as exc:  # noqa: BLE001 - the one place errors become Graph errors
         response = _error_for(exc, request, request_id, echoed_id)

@@ -138,19 +138,20 @@ def test_the_gate_marks_held_then_released():
 
 
 def test_refusals_fail_closed_and_say_why():
+    class Broken(FailClosed):
+        def request(self, flow: http.HTTPFlow) -> None:
+            raise RuntimeError("boom")
+
     addon = ExportJobs()  # not configured: it refuses
-    with taddons.context(addon):
+    broken = Broken()
+    # One context: mitmproxy 12's closes the event loop it made on exit but leaves its log
+    # handler installed, so a second context in one test would log into a closed loop.
+    with taddons.context(addon, broken):
         flow = graph_flow()
         addon.request(flow)
         assert flow.marked == annotate.REFUSED
         assert flow.comment == "refused: the exportjobs addon is not configured yet"
 
-    class Broken(FailClosed):
-        def request(self, flow: http.HTTPFlow) -> None:
-            raise RuntimeError("boom")
-
-    broken = Broken()
-    with taddons.context(broken):
         flow = graph_flow()
         broken.request(flow)
         assert flow.marked == annotate.REFUSED

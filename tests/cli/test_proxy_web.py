@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from mitmproxy.tools.web import webaddons
 from mitmproxy.utils.emoji import emoji
 
 from exportjobs.addons import annotate
@@ -138,6 +139,16 @@ async def test_the_web_ui_shows_what_happened_to_each_flow(emulator, tmp_path, m
         web = await line_of(proxy.stdout)
         assert web.startswith("web UI: http://127.0.0.1:"), banner + web
         web_url = web.removeprefix("web UI: ").strip()
+        # mitmproxy 11.1.2 on (WebAuth) asks for a login: the printed address carries the
+        # token; 11.0 has none and the plain address is printed.
+        login = hasattr(webaddons, "WebAuth")
+        assert ("?token=" in web_url) == login, web_url
+        if login:
+            async with aiohttp.ClientSession() as anonymous:  # no cookie yet
+                async with anonymous.get(web_url.partition("?")[0] + "flows") as refused:
+                    assert refused.status == 403
+                async with anonymous.get(web_url.replace("?token=", "flows?token=x")) as wrong:
+                    assert wrong.status == 403
 
         async with browser(tmp_path) as page, aiohttp.ClientSession(
                 headers={"Authorization": f"Bearer {token}"}) as client:
@@ -210,3 +221,4 @@ async def test_the_web_ui_shows_what_happened_to_each_flow(emulator, tmp_path, m
     assert proxy.returncode == 0, out
     assert token not in banner + web + out  # the Graph token never printed
     assert "Traceback" not in out
+    assert "web_password" not in out  # no warning about a plaintext password nobody chose

@@ -23,15 +23,14 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+# The hook classes register their names in mitmproxy.hooks as their modules are imported:
+# these hold the hooks a walk asks for (lifecycle, flow, server connection).
+import mitmproxy.addonmanager
+import mitmproxy.proxy.layers.http
+import mitmproxy.proxy.server_hooks  # noqa: F401
 from mitmproxy import hooks
 
 from exportjobs.addons.guard import FailClosed
-
-# Hooks a walk may ask for; the hook classes register their names in mitmproxy.hooks as
-# their modules are imported, so these are imported before the names are read.
-import mitmproxy.addonmanager  # noqa: E402,F401  (load, configure, running, done)
-import mitmproxy.proxy.layers.http  # noqa: E402,F401  (the flow hooks)
-import mitmproxy.proxy.server_hooks  # noqa: E402,F401  (server_connect and kin)
 
 _LIFECYCLE = ("load", "configure", "running", "done")
 

@@ -222,7 +222,7 @@ class CassetteWriter:
     def _idle_state(self) -> None:
         self.written = 0
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
-        self._busy = False  # a batch is with the thread
+        self._busy = False  # a batch is on its way to the thread or with it
         self._jobs: queue.SimpleQueue[_Job | None] | None = None  # the thread's, once started
         self._idle: list[asyncio.Future[None]] = []  # close() waiting for the last batch
         self._close_when_idle = False
@@ -285,7 +285,10 @@ class CassetteWriter:
             raise OSError(errno.EBADF, "the cassette writer is closed")
         self._pending.append((data, done))
         if not self._busy:
-            self._send(loop)
+            # sent once this turn of the loop is over: appends made in the same turn (other
+            # responses that arrived together) go in the same batch, with one fsync
+            self._busy = True
+            loop.call_soon(self._send, loop)
         await done
 
     def _send(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -314,7 +317,8 @@ class CassetteWriter:
                 else:
                     fut.set_exception(error)
         if self._pending:
-            self._send(loop)
+            self._busy = True
+            loop.call_soon(self._send, loop)
             return
         for waiter in self._idle:
             if not waiter.done():

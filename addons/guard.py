@@ -146,6 +146,9 @@ def _guard_server_connect(func: Callable[..., Any]) -> Callable[..., Any]:
 class FailClosed:
     """Base of every addon here: its flow hooks and ``server_connect`` are guarded."""
 
+    # Called after ``take_part`` changed which hooks are on (set by ``addons.compose``).
+    hooks_changed: Callable[[], None] | None = None
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for hook in (*FLOW_HOOKS, "server_connect"):
@@ -170,6 +173,8 @@ class FailClosed:
                 self.__dict__.pop(hook, None)
             else:
                 setattr(self, hook, None)
+        if self.hooks_changed is not None:
+            self.hooks_changed()
 
 
 # --- Graph errors instead of mitmproxy's HTML error page --------------------------------------

@@ -110,6 +110,10 @@ class ReplayIndex:
             self._sequences[key] = _Sequence(items)
         self.size = count
         self._lock = threading.Lock()  # take() is atomic even if called from several threads
+        # What replay made once of a recorded response (addons.replay), by id() of the
+        # response: the index holds every interaction it may hand out for as long as it
+        # lives, so an id is never another's; at most one entry per recording.
+        self.answers: dict[int, Any] = {}
 
     def take(self, request: dict[str, Any]) -> Take:
         sequence = self._sequences.get(request_key(request))

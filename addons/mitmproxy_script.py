@@ -3,7 +3,10 @@
 
 It only loads the addons, composed as ``exportjobs proxy`` composes them (``proxy_addons``):
 faults answer first and the gate holds next, so both act before record, replay and the
-upstream redirect. A mitmproxy that cannot import exportjobs
+upstream redirect. They reach mitmproxy as one object (``addons.compose.Composed``), and this
+module answers None for every hook name it does not hold itself: mitmproxy looks every hook
+up on the script module for every event, and a module's missing attribute costs an error
+built and thrown away each time. A mitmproxy that cannot import exportjobs
 (installed with pipx, brew or as a binary) gets one line saying how to add it, and stops:
 serving without the addons would send exportJobs traffic on to Graph, unrecorded.
 """
@@ -12,6 +15,7 @@ import logging
 import sys
 
 try:
+    from exportjobs.addons.compose import Composed, hook_names
     from exportjobs.addons.proxy import proxy_addons
 except ImportError as missing:
     _why = str(missing)
@@ -31,4 +35,6 @@ except ImportError as missing:
 
     addons: list[object] = [NotInstalled()]
 else:
-    addons = list(proxy_addons())  # the one composition, shared with exportjobs proxy
+    # the one composition, shared with exportjobs proxy
+    addons = [Composed(*proxy_addons())]
+    globals().update((hook, None) for hook in hook_names() if hook not in globals())

@@ -10,11 +10,15 @@ and cuts a failed write back so the file never holds a half-written document.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import os
+import queue
 import shutil
 import stat
 import tempfile
+import threading
+import weakref
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -186,6 +190,9 @@ class CassetteWriter:
 
     Appends that arrive while a write is in progress are written and fsynced together
     (group commit), so concurrent responses share one fsync and none waits for a later one.
+    The writes and fsyncs happen on one thread of the writer's own, started on the first
+    append and stopped on close, so the event loop serves on while the disk works; handing
+    a batch to it and back costs less than a pool's ``run_in_executor`` per batch.
 
     Where an existing cassette is recorded afresh (``replace``), the new one is written to a
     temporary file beside it and renamed over it only once it holds its first interaction:
@@ -194,11 +201,9 @@ class CassetteWriter:
 
     def __init__(self, path: str | os.PathLike[str], header: dict[str, Any]) -> None:
         self.path = Path(path)
-        self.written = 0
         self._size = 0  # bytes of complete documents in the file
         self._target: Path | None = None  # the cassette a temporary file replaces on first append
-        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._idle_state()
         if self.path.exists():
             fd, temp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".recording",
                                         dir=self.path.parent)
@@ -214,6 +219,15 @@ class CassetteWriter:
         self._write(dump_document(header))
         fsync_dir(self.path.parent)
 
+    def _idle_state(self) -> None:
+        self.written = 0
+        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._busy = False  # a batch is on its way to the thread or with it
+        self._jobs: queue.SimpleQueue[_Job | None] | None = None  # the thread's, once started
+        self._idle: list[asyncio.Future[None]] = []  # close() waiting for the last batch
+        self._close_when_idle = False
+        self._closed = False
+
     @classmethod
     def appending(cls, path: str | os.PathLike[str], complete: int) -> CassetteWriter:
         """A writer that appends to the existing cassette at ``path``, whose first
@@ -222,10 +236,8 @@ class CassetteWriter:
         new document follows a complete one."""
         self = cls.__new__(cls)
         self.path = Path(path)
-        self.written = 0
         self._target = None
-        self._pending = []
-        self._flusher = None
+        self._idle_state()
         self._file = open(self.path, "r+b", buffering=0)  # noqa: SIM115 - closed in close()
         fd = self._file.fileno()
         if os.fstat(fd).st_size != complete:
@@ -269,47 +281,116 @@ class CassetteWriter:
         data = dump_document(doc)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
+        if self._closed:
+            raise OSError(errno.EBADF, "the cassette writer is closed")
         self._pending.append((data, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush())
+        if not self._busy:
+            # sent once this turn of the loop is over: appends made in the same turn (other
+            # responses that arrived together) go in the same batch, with one fsync
+            self._busy = True
+            loop.call_soon(self._send, loop)
         await done
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await asyncio.to_thread(self._write, b"".join(data for data, _ in batch))
-            except OSError as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-            else:
-                self.written += len(batch)
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_result(None)
+    def _send(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand everything pending to the writing thread, as one batch (on the loop)."""
+        batch, self._pending = self._pending, []
+        self._busy = True
+        if self._jobs is None:
+            jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+            self._jobs = jobs
+            # The thread holds the writer weakly: a writer dropped unclosed stops its thread.
+            threading.Thread(target=_run, args=(weakref.ref(self), jobs), daemon=True,
+                             name=f"cassette writer {self.path.name}").start()
+            weakref.finalize(self, jobs.put, None)
+        self._jobs.put((loop, batch))
+
+    def _written(self, loop: asyncio.AbstractEventLoop,
+                 batch: list[tuple[bytes, asyncio.Future[None]]], error: BaseException | None) -> None:
+        """A batch is on disk (or failed): its waiters go on; the next batch goes (on the loop)."""
+        self._busy = False
+        if error is None:
+            self.written += len(batch)
+        for _, fut in batch:
+            if not fut.done():
+                if error is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(error)
+        if self._pending:
+            self._busy = True
+            loop.call_soon(self._send, loop)
+            return
+        for waiter in self._idle:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._idle = []
+        if self._close_when_idle:
+            self._close_file()
 
     async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        """Close once every append made so far is on disk (or has failed)."""
+        while self._busy or self._pending:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
+            await asyncio.shield(waiter)
         self._close_file()
 
     def close_now(self) -> None:
         """Close without waiting (on reconfiguration); pending appends still complete first."""
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.add_done_callback(lambda _: self._close_file())
+        if self._busy or self._pending:
+            self._close_when_idle = True
         else:
             self._close_file()
 
     def _close_file(self) -> None:
-        """Close the file; a temporary one that never got an interaction is removed, which
-        leaves the cassette it would have replaced as it was."""
+        """Stop the thread and close the file; a temporary one that never got an interaction
+        is removed, which leaves the cassette it would have replaced as it was."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._jobs is not None:
+            self._jobs.put(None)
         self._file.close()
         if self._target is not None:
             try:
                 os.unlink(self.path)
             except OSError:
                 pass
+
+
+# A batch for the writing thread: the loop to tell, and each document with its waiter.
+_Job = tuple[asyncio.AbstractEventLoop, list[tuple[bytes, "asyncio.Future[None]"]]]
+
+
+def _run(writer: weakref.ref[CassetteWriter], jobs: queue.SimpleQueue[_Job | None]) -> None:
+    """A writer's thread: each batch in one write and one fsync, then its waiters are told
+    on their loop (every one of them, of a failure too). Ends on None."""
+    while (job := jobs.get()) is not None:
+        loop, batch = job
+        error: BaseException | None = None
+        try:
+            live = writer()
+            if live is None:
+                raise OSError(errno.EBADF, "the cassette writer is gone")
+            live._write(b"".join(data for data, _ in batch))
+        except BaseException as exc:  # noqa: BLE001 - told to every waiter of the batch
+            error = exc
+        try:
+            loop.call_soon_threadsafe(_written, writer, loop, batch, error)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            pass
+        del live
+
+
+def _written(writer: weakref.ref[CassetteWriter], loop: asyncio.AbstractEventLoop,
+             batch: list[tuple[bytes, asyncio.Future[None]]], error: BaseException | None) -> None:
+    live = writer()
+    if live is not None:
+        live._written(loop, batch, error)
+        return
+    for _, fut in batch:  # pragma: no cover - a writer is not dropped while it writes
+        if not fut.done():
+            fut.set_exception(error or OSError(errno.EBADF, "the cassette writer is gone"))
 
 
 __all__ = ["CassetteError", "CassetteWriter", "complete_size", "read_documents", "read_header_document",

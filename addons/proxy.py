@@ -26,6 +26,7 @@ from mitmproxy import exceptions, options
 from mitmproxy.addons import default_addons
 from mitmproxy.master import Master
 
+from exportjobs.addons.compose import Composed
 from exportjobs.addons.faults import Faults
 from exportjobs.addons.gate import RaceGate
 from exportjobs.addons.options import OptionError
@@ -49,7 +50,7 @@ class ProxyError(Exception):
 def proxy_addons() -> tuple[Faults, RaceGate, ExportJobs]:
     """The addons in the order they must see a flow: faults answer first and the gate holds
     next, so both act before record, replay and the upstream redirect (as the mitmproxy
-    script composes them)."""
+    script composes them). mitmproxy gets them as one ``addons.compose.Composed``."""
     return Faults(), RaceGate(), ExportJobs()
 
 
@@ -119,7 +120,7 @@ async def start_proxy(
 
         master = WebMaster(opts, with_termlog=False)  # adds the default addons and the UI's
     fault_addon, gate_addon, addon = proxy_addons()
-    master.addons.add(fault_addon, gate_addon, addon, *extra_addons)
+    master.addons.add(Composed(fault_addon, gate_addon, addon), *extra_addons)
     values = {name: os.fspath(value) if isinstance(value, os.PathLike) else value
               for name, value in settings.items()}
     token = login = None

@@ -392,7 +392,7 @@ class ExportJobs(FailClosed):
         assert self.index is not None and exchange.request is not None
         take = self.index.take(exchange.request)
         if take.interaction is not None:
-            flow.response = recorded_response(take, flow.request)
+            flow.response = recorded_response(take, flow.request, self.index.answers)
             lost = take.interaction.get(LOST)
             if isinstance(lost, dict):  # the client got the lost answer then: so it does now
                 mark = {"lost": str(lost.get("answer")), "rule": lost.get("rule"),

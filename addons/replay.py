@@ -32,6 +32,7 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "
                          "upgrade"})
 _NOT_REPLAYED = _REFRESHED | _HOP_BY_HOP
 REPLAY_HEADER = "x-exportjobs-replay"
+REPLAY_HEADER_BYTES = REPLAY_HEADER.encode()
 
 
 def graph_headers(request: http.Request) -> list[tuple[str, str]]:
@@ -62,11 +63,19 @@ _BLANK = http.Response.make(200)
 
 def make_response(status: int, headers: list[tuple[str, str]], body: bytes, request: http.Request) -> http.Response:
     """A response to ``request``: ``headers`` as given, then ``content-length``."""
+    return _response(status, status_codes.RESPONSES.get(status, "").encode(), _encoded(headers),
+                     body, request)
+
+
+def _response(status: int, reason: bytes, fields: list[tuple[bytes, bytes]], body: bytes,
+              request: http.Request) -> http.Response:
+    """A response to ``request`` with the encoded header ``fields``, then ``content-length``."""
     response = copy.copy(_BLANK)
     response.data = data = copy.copy(_BLANK.data)
     data.status_code = status
-    data.reason = status_codes.RESPONSES.get(status, "").encode()
-    data.headers = http.Headers([*_encoded(headers), (b"content-length", b"%d" % len(body))])
+    data.reason = reason
+    fields.append((b"content-length", b"%d" % len(body)))
+    data.headers = http.Headers(fields)
     data.content = body
     data.http_version = request.data.http_version
     data.timestamp_start, data.timestamp_end = time.time(), None
@@ -78,21 +87,54 @@ def _marker(take: Take) -> str:
     return f"{take.outcome.value} {take.position}/{take.recorded}"
 
 
-def recorded_response(take: Take, request: http.Request) -> http.Response:
-    """The recorded response of ``take`` (a HIT or REPEAT), with volatile headers refreshed."""
+class Prepared:
+    """What replay makes of a recorded response once, not per answer: its status line, the
+    header fields it sends as recorded (encoded), and its body unless the body names the
+    answer's own ids (``body`` None: ``_body`` builds it per answer)."""
+
+    __slots__ = ("body", "fields", "reason", "status")
+
+    def __init__(self, stored: dict[str, Any]) -> None:
+        self.status = int(stored["status"])
+        self.reason = status_codes.RESPONSES.get(self.status, "").encode()
+        self.fields = _encoded([
+            (str(name), str(value)) for name, value in stored.get("headers", [])
+            if str(name).lower() not in _NOT_REPLAYED and value != PLACEHOLDER
+        ])
+        self.body = None if _inner_error(stored) else body_bytes(stored)
+
+
+def recorded_response(take: Take, request: http.Request,
+                      prepared: dict[int, Prepared] | None = None) -> http.Response:
+    """The recorded response of ``take`` (a HIT or REPEAT), with volatile headers refreshed.
+    ``prepared`` (``ReplayIndex.answers``) keeps what is the same in every answer, by id()
+    of the recorded response; it must only hold responses of interactions still alive."""
     assert take.interaction is not None
     stored = take.interaction["response"]
-    headers = [
-        (str(name), str(value)) for name, value in stored.get("headers", [])
-        if str(name).lower() not in _NOT_REPLAYED and value != PLACEHOLDER
-    ]
+    ready = prepared.get(id(stored)) if prepared is not None else None
+    if ready is None:
+        ready = Prepared(stored)
+        if prepared is not None:
+            prepared[id(stored)] = ready
     fresh = graph_headers(request)
-    headers += fresh
-    headers.append((REPLAY_HEADER, _marker(take)))
-    return make_response(int(stored["status"]), headers, _body(stored, fresh), request)
+    fields = [*ready.fields, *_encoded(fresh), (REPLAY_HEADER_BYTES, _marker(take).encode())]
+    body = ready.body if ready.body is not None else _body(stored, fresh)
+    return _response(ready.status, ready.reason, fields, body, request)
 
 
 _INNER_KEYS = ("innerError", "innererror")  # Graph's spelling, and the docs' 409 example's
+
+
+def _inner_error(stored: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], str] | None:
+    """A stored JSON error body's data, its ``error`` and the key of its ``innerError``
+    mapping, if it has one (then each answer's body names the answer's own ids)."""
+    data = stored.get("json")
+    if not isinstance(data, dict) or not isinstance(error := data.get("error"), dict):
+        return None
+    key = next((k for k in _INNER_KEYS if k in error), None)
+    if key is None or not isinstance(error[key], dict):
+        return None
+    return data, error, key
 
 
 def _body(stored: dict[str, Any], fresh: list[tuple[str, str]]) -> bytes:
@@ -100,12 +142,10 @@ def _body(stored: dict[str, Any], fresh: list[tuple[str, str]]) -> bytes:
     ``request-id``, ``client-request-id`` and date (``fresh``, from ``volatile_headers``), as a
     live Graph error does; only keys the recording has are set. Other bodies are untouched
     (one dict lookup on the way)."""
-    data = stored.get("json")
-    if not isinstance(data, dict) or not isinstance(error := data.get("error"), dict):
+    found = _inner_error(stored)
+    if found is None:
         return body_bytes(stored)
-    key = next((k for k in _INNER_KEYS if k in error), None)
-    if key is None or not isinstance(error[key], dict):
-        return body_bytes(stored)
+    data, error, key = found
     inner = dict(error[key])
     ids = {"request-id": fresh[0][1], "client-request-id": fresh[1][1]}
     for name, value in ids.items():

@@ -192,3 +192,39 @@ def test_hand_edited_recordings_that_replay_could_not_send_are_refused_on_load(t
     with pytest.raises(CassetteError) as info:
         load_cassette(bad)
     assert says in str(info.value)
+
+
+async def test_the_writer_commits_in_groups_tells_every_waiter_and_stops_its_thread(tmp_path):
+    """Appends made while a write is under way go together in the next one (one fsync);
+    a failed write fails every append of its batch, and only those; close stops the thread."""
+    import threading
+
+    writer = CassetteWriter(tmp_path / "c.yaml", new_header("2026-01-01T00:00:00Z", "test"))
+    real, batches, gate = writer._write, [], threading.Event()
+
+    def write(blob: bytes) -> None:  # the writer's thread: the first write waits for the gate
+        batches.append(blob.count(b"\n...\n"))
+        gate.wait(10)
+        if len(batches) == 2:
+            raise OSError(28, "No space left on device")
+        real(blob)
+
+    writer._write = write
+    first = asyncio.ensure_future(writer.append(_interaction(1)))
+    while not batches:
+        await asyncio.sleep(0.001)
+    rest = [asyncio.ensure_future(writer.append(_interaction(n))) for n in range(2, 6)]
+    await asyncio.sleep(0.05)
+    gate.set()
+    outcomes = await asyncio.gather(first, *rest, return_exceptions=True)
+    assert batches == [1, 4]
+    assert outcomes[0] is None
+    assert all(isinstance(o, OSError) and o.errno == 28 for o in outcomes[1:]), outcomes
+    await writer.append(_interaction(6))
+    assert batches == [1, 4, 1] and writer.written == 2
+    threads = [t for t in threading.enumerate() if t.name.startswith("cassette writer")]
+    await writer.close()
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive()
+    assert [i["interaction"] for i in load_cassette(tmp_path / "c.yaml").interactions] == [1, 6]

@@ -59,3 +59,28 @@ def test_date_is_the_time_of_the_replay(monkeypatch):
     second = recorded_response(index.take(REQUEST), live)
     assert first.headers["Date"] == "Fri, 15 Jan 2027 08:00:00 GMT"
     assert second.headers["Date"] == "Fri, 15 Jan 2027 08:01:01 GMT"
+
+
+def test_answers_made_from_what_the_index_prepared_once_are_each_fresh():
+    """Replay keeps what is the same in every answer (``ReplayIndex.answers``): each answer
+    still has its own headers and ids, and an error body naming ids names the answer's own."""
+    error = {"status": 409, "headers": [["Content-Type", "application/json"]],
+             "json": {"error": {"code": "conflict", "innerError": {"request-id": "old",
+                                                                    "client-request-id": "old"}}}}
+    index = ReplayIndex([{"interaction": 1, "request": REQUEST, "response": STORED},
+                         {"interaction": 2, "request": {**REQUEST, "json": {"a": 2}},
+                          "response": error}])
+    live = _live()
+    first = recorded_response(index.take(REQUEST), live, index.answers)
+    first.headers["Location"] = "changed"
+    second = recorded_response(index.take(REQUEST), live, index.answers)
+    assert len(index.answers) == 1
+    assert second.headers["Location"] == "http://x/1" and second.content == b'{"id":"1"}'
+    assert second.headers["request-id"] != first.headers["request-id"]
+    assert second.headers[REPLAY_HEADER] == "repeat 2/1"
+    errors = [recorded_response(index.take({**REQUEST, "json": {"a": 2}}), live, index.answers)
+              for _ in range(2)]
+    inner = [r.json()["error"]["innerError"] for r in errors]
+    assert [i["request-id"] for i in inner] == [r.headers["request-id"] for r in errors]
+    assert inner[0]["request-id"] != inner[1]["request-id"]
+    assert [i["client-request-id"] for i in inner] == ["mine", "mine"]

@@ -85,7 +85,7 @@ def test_the_mitmproxy_script_is_found_and_loads(venv, tmp_path):
         import sys
         from mitmproxy.addons.script import load_script
         module = load_script({str(script)!r})
-        print(sorted(type(a).__name__ for a in module.addons))
+        print(sorted(type(m).__name__ for a in module.addons for m in a.members))
     """)
     proc = subprocess.run([str(venv / "python"), "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)

@@ -14,11 +14,11 @@ import errno
 import gc
 import os
 import queue
-import shutil
 import stat
 import tempfile
 import threading
 import weakref
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -132,31 +132,46 @@ def read_header_document(path: str | os.PathLike[str]) -> Any:
 
 def replace_header(path: str | os.PathLike[str], header: dict[str, Any]) -> None:
     """Give the cassette at ``path`` a new first document (``header``), every later byte
-    kept as it is. The new file is written beside it, fsynced and renamed over it, so the
-    cassette is at every moment either the old file or the new one, whole. Only for a
-    cassette no writer has open (after the proxy has closed)."""
+    kept as it is, through ``write_beside`` (the cassette is at every moment either the old
+    file or the new one, whole) and with the cassette's permissions. Only for a cassette no
+    writer has open (after the proxy has closed)."""
     path = Path(path)
     with _open_regular(path) as source:
         head, end = _header_span(path, source)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".header", dir=path.parent)
+
+        def rest() -> Iterator[bytes]:
+            yield dump_document(header)
+            yield head[end:]
+            while block := source.read(_COPY_BLOCK):
+                yield block
+
+        write_beside(path, rest(), ".header", stat.S_IMODE(os.fstat(source.fileno()).st_mode))
+
+
+def write_beside(path: str | os.PathLike[str], chunks: Iterable[bytes], suffix: str,
+                 mode: int = 0o644) -> None:
+    """``chunks`` at ``path`` whole or not at all: written to a temporary file beside it,
+    fsynced, given ``mode`` (not mkstemp's 0600), renamed over ``path`` and the rename made
+    durable. On any failure the temporary file is removed and ``path`` is untouched."""
+    path = Path(path)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
         try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(dump_document(header))
-                out.write(head[end:])
-                shutil.copyfileobj(source, out, _COPY_BLOCK)
-                out.flush()
-                os.fsync(out.fileno())
-            try:
-                os.chmod(temp, stat.S_IMODE(os.fstat(source.fileno()).st_mode))
-            except OSError:
-                pass
-            os.replace(temp, path)
-        except BaseException:
-            try:
-                os.unlink(temp)
-            except OSError:
-                pass
-            raise
+            os.chmod(temp, mode)
+        except OSError:
+            pass
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
     fsync_dir(path.parent)
 
 
@@ -393,5 +408,12 @@ def _written(writer: weakref.ref[CassetteWriter], loop: asyncio.AbstractEventLoo
             fut.set_exception(error or OSError(errno.EBADF, "the cassette writer is gone"))
 
 
-__all__ = ["CassetteError", "CassetteWriter", "complete_size", "read_documents", "read_header_document",
-           "replace_header"]
+__all__ = [
+    "CassetteError",
+    "CassetteWriter",
+    "complete_size",
+    "read_documents",
+    "read_header_document",
+    "replace_header",
+    "write_beside",
+]

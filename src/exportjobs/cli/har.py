@@ -8,8 +8,6 @@ import argparse
 import asyncio
 import os
 import sys
-import tempfile
-from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
@@ -88,6 +86,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def _export(args: argparse.Namespace) -> int:
     from exportjobs.addons.cassette import CassetteError, load_cassette
     from exportjobs.addons.har import har_chunks
+    from exportjobs.addons.persister import write_beside
 
     source = Path(args.cassette)
     target = None if args.output == "-" else Path(args.output or source.with_suffix(".har"))
@@ -109,30 +108,11 @@ def _export(args: argparse.Namespace) -> int:
         sys.stdout.buffer.flush()
         return 0
     try:
-        _write_atomically(target, chunks)
+        write_beside(target, chunks, ".writing")
     except OSError as exc:
         return _fail("export", f"{target}: cannot be written ({exc.strerror}); check the folder")
     print(f"exported {len(cassette.interactions)} interaction(s) from {source} to {target}")
     return 0
-
-
-def _write_atomically(path: Path, chunks: Iterable[bytes]) -> None:
-    """``chunks`` at ``path`` whole or not at all: written beside it, fsynced, renamed."""
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".writing", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            for chunk in chunks:
-                file.write(chunk)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
 
 
 # --- import -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from exportjobs.simulator.emulator.auth import fake_token
+from tests.support.emulator import serve_process
 
 EXPORTJOBS = [sys.executable, "-m", "exportjobs"]
 SCENARIOS = Path(__file__).parent.parent.parent / "scenarios"
@@ -25,12 +26,8 @@ def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess
 @pytest.fixture(scope="module")
 def served():
     """``exportjobs serve`` in its own process, with a short lifecycle."""
-    proc = subprocess.Popen([*EXPORTJOBS, "serve", "--port", "0", "--quiet", "--start-after", "0.2",
-                             "--run-for", "0.3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())[0]
-    yield url
-    proc.terminate()
-    proc.communicate(timeout=10)
+    with serve_process("--start-after", "0.2", "--run-for", "0.3") as url:
+        yield url
 
 
 def test_passing_scenario_exits_0_and_writes_both_reports(served, tmp_path):

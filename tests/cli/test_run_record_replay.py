@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from exportjobs.addons.cassette import load_cassette
 from exportjobs.addons.persister import read_header_document, replace_header
 from exportjobs.addons.serializer import load_own_format
 from exportjobs.simulator.emulator.auth import fake_token
+from tests.support.emulator import serve_process
 
 EXPORTJOBS = [sys.executable, "-m", "exportjobs"]
 
@@ -31,12 +31,8 @@ def run(*args: str, cwd: Path | None = None, env: dict | None = None,
 @pytest.fixture(scope="module")
 def served():
     """``exportjobs serve`` in its own process, with a short job lifecycle (polls end soon)."""
-    proc = subprocess.Popen([*EXPORTJOBS, "serve", "--port", "0", "--quiet", "--start-after", "0.2",
-                             "--run-for", "0.3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())[0]
-    yield url
-    proc.terminate()
-    proc.communicate(timeout=10)
+    with serve_process("--start-after", "0.2", "--run-for", "0.3") as url:
+        yield url
 
 
 def statuses(report: Path) -> list[dict[str, int]]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from exportjobs import cli
+from tests.support.emulator import serve_process
 
 EXPORTJOBS = [sys.executable, "-m", "exportjobs"]
 JOBS = "/beta/employeeExperience/goals/exportJobs"
@@ -128,12 +129,8 @@ def test_a_fifo_is_refused_not_waited_on(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def slow_jobs():
     """``exportjobs serve`` whose jobs run for 200 s: a short poll gives up on them."""
-    proc = subprocess.Popen([*EXPORTJOBS, "serve", "--port", "0", "--quiet", "--start-after", "0",
-                             "--run-for", "200"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline())[0]
-    yield url
-    proc.terminate()
-    proc.communicate(timeout=10)
+    with serve_process("--start-after", "0", "--run-for", "200") as url:
+        yield url
 
 
 GAVE_UP = f"""\

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -26,3 +31,17 @@ async def advance(http, seconds: float) -> None:
     """Move the emulator clock through the control API (the clock may live in Redis)."""
     async with http.post("/_emulator/clock/advance", json={"seconds": seconds}) as r:
         assert r.status == 200
+
+
+@contextlib.contextmanager
+def serve_process(*args: str) -> Iterator[str]:
+    """``exportjobs serve --port 0 --quiet ARGS`` in its own process; yields its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "exportjobs", "serve", "--port", "0", "--quiet", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        found = re.search(r"http://127\.0\.0\.1:\d+", proc.stdout.readline() if proc.stdout else "")
+        assert found, f"exportjobs serve did not start: {proc.stderr.read() if proc.stderr else ''}"
+        yield found[0]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

@@ -13,21 +13,9 @@ from pathlib import Path
 import pytest
 
 from exportjobs.cli import main
+from tests.support.proxy import ONE_LIST_CASSETTE as CASSETTE
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-CASSETTE = """\
---- {format: exportjobs-cassette, version: 1, created: '2026-01-01T00:00:00Z', tool: test}
-...
----
-interaction: 1
-request: {method: GET, url: 'http://graph.microsoft.com/beta/employeeExperience/goals/exportJobs',
-  headers: []}
-response:
-  status: 200
-  headers: [[Content-Type, application/json]]
-  json: {value: []}
-...
-"""
 
 
 @pytest.mark.parametrize("args, names", [

@@ -15,21 +15,9 @@ import pytest
 from exportjobs.addons.proxy import ProxyError, start_proxy
 from exportjobs.cli import main
 from exportjobs.cli.proxy import listen_warning
+from tests.support.proxy import ONE_LIST_CASSETTE as CASSETTE
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-CASSETTE = """\
---- {format: exportjobs-cassette, version: 1, created: '2026-01-01T00:00:00Z', tool: test}
-...
----
-interaction: 1
-request: {method: GET, url: 'http://graph.microsoft.com/beta/employeeExperience/goals/exportJobs',
-  headers: []}
-response:
-  status: 200
-  headers: [[Content-Type, application/json]]
-  json: {value: []}
-...
-"""
 
 
 # --- --set ---------------------------------------------------------------------------------

@@ -180,3 +180,19 @@ async def record_race(tmp_path, proxies, scheme="http", mitm_ssl=None):
         await emulator.close()
     assert race_problem(raced) is None
     return cassette, raced
+
+
+# A cassette holding one recorded list GET (an empty list), for proxies started by the tests.
+ONE_LIST_CASSETTE = """\
+--- {format: exportjobs-cassette, version: 1, created: '2026-01-01T00:00:00Z', tool: test}
+...
+---
+interaction: 1
+request: {method: GET, url: 'http://graph.microsoft.com/beta/employeeExperience/goals/exportJobs',
+  headers: []}
+response:
+  status: 200
+  headers: [[Content-Type, application/json]]
+  json: {value: []}
+...
+"""

@@ -29,6 +29,7 @@ from mitmproxy.master import Master
 from exportjobs.addons.compose import Composed
 from exportjobs.addons.faults import Faults
 from exportjobs.addons.gate import RaceGate
+from exportjobs.addons.hookplan import plan_hooks
 from exportjobs.addons.options import OptionError
 from exportjobs.addons.recordreplay import ExportJobs
 
@@ -119,6 +120,7 @@ async def start_proxy(
         from mitmproxy.tools.web.master import WebMaster
 
         master = WebMaster(opts, with_termlog=False)  # adds the default addons and the UI's
+    plan_hooks(master)  # each event's handlers looked up once (addons/hookplan.py)
     fault_addon, gate_addon, addon = proxy_addons()
     master.addons.add(Composed(fault_addon, gate_addon, addon), *extra_addons)
     values = {name: os.fspath(value) if isinstance(value, os.PathLike) else value

@@ -1,6 +1,9 @@
 """Section ``proxy``: the exportJobs addon against bare mitmdump and mitmproxy's server replay.
 
-Every proxy is a ``mitmdump`` process (``-q``, its own confdir) pinned to the server CPU;
+Each part runs the addons two ways: as the command users run (``exportjobs proxy --mode
+record|replay``, whose mitmproxy looks each event's handlers up once: addons/hookplan.py) and
+as a script in stock mitmdump (``mitmdump -s``). Every proxy is a process of its own (a
+``mitmdump -q`` or ``exportjobs proxy``, its own confdir) pinned to the server CPU;
 wrk (1 thread, ``connections``) and the upstream emulator share the load CPU, so the proxy
 has a core to itself and the figures measure the proxy. Record and replay run in two proxy
 modes, each compared with its baseline in the same mode: reverse (``--mode
@@ -99,6 +102,18 @@ def _proxy(name: str, upstream_port: int, extra: list[str], confdir: Path, opts:
 def _origin(mode: str, upstream_port: int) -> str | None:
     """What wrk puts in absolute form before each path: only in regular proxy mode."""
     return f"http://{HOST}:{upstream_port}" if mode == "regular" else None
+
+
+def _command(name: str, upstream_port: int, mode: str, cassette: Path, confdir: Path,
+             opts: Options, proxy_mode: str = "reverse", extra: tuple[str, ...] = ()) -> Server:
+    """``exportjobs proxy --mode MODE`` (what a user runs) in the same proxy mode as the
+    mitmdumps beside it."""
+    port = free_port()
+    how = f"reverse:http://{HOST}:{upstream_port}" if proxy_mode == "reverse" else "regular"
+    argv = [sys.executable, "-m", "exportjobs", "proxy", "--mode", mode, "--cassette",
+            str(cassette), "--listen-host", HOST, "--port", str(port), "--confdir", str(confdir),
+            "--host", f"{HOST}:{upstream_port}", "--set", f"mode={how}", *extra]
+    return Server(f"{name} ({proxy_mode})", argv, port, server_cpus(opts))
 
 
 def _addon(mode: str, cassette: Path, upstream_port: int) -> list[str]:
@@ -259,37 +274,52 @@ def _record_part(wrk: str, opts: Options, mode: str, emu_port: int, confdir: Pat
     # to a cassette in memory (tmpfs), where fsync costs next to nothing.
     passthrough = _proxy("mitmdump + addon, passthrough", emu_port,
                          _addon("passthrough", cassette, emu_port), confdir, opts, mode)
+    command_cassette = tmp / f"command-record-{mode}.yaml"
+    command = _command("exportjobs proxy, record", emu_port, "record", command_cassette, confdir,
+                       opts, mode)
     memory_dir = Path(tempfile.mkdtemp(prefix="bench-proxy-", dir=_TMPFS))
+
+    def recorded(server: Server, who: str, path: Path) -> tuple[WrkResult, dict[str, Any], int]:
+        """A record run, checked: the cassette grew by the 200s wrk counted."""
+        before = _documents(path) if path.exists() else 0
+        result, rate = measured(server, who)
+        time.sleep(0.2)  # let responses still in flight when wrk stopped land
+        grown = _documents(path) - before
+        if not result.requests <= grown <= result.requests + opts.connections:
+            raise BenchError(f"{who} ({mode}): wrk saw {result.requests} 200s but the "
+                             f"cassette grew by {grown} interactions")
+        return result, rate, grown
+
     try:
         in_memory = _proxy("mitmdump + addon, record to tmpfs", emu_port,
                            _addon("record", memory_dir / "record.yaml", emu_port), confdir, opts,
                            mode)
-        with bare, record, passthrough, in_memory:
-            for proxy in (bare, record, passthrough, in_memory):
+        with bare, record, passthrough, in_memory, command:
+            for proxy in (bare, record, passthrough, in_memory, command):
                 run_wrk(wrk, proxy.url, "list", opts, opts.warmup_s, origin)
             for n in range(1, opts.rounds + 1):
                 base, base_rate = measured(bare, "bare mitmdump")
                 passing, passing_rate = measured(passthrough, "passthrough")
                 _, memory_rate = measured(in_memory, "record to tmpfs")
-                before = _documents(cassette)
-                rec, rec_rate = measured(record, "record")
-                time.sleep(0.2)  # let responses still in flight when wrk stopped land
-                grown = _documents(cassette) - before
-                if not rec.requests <= grown <= rec.requests + opts.connections:
-                    raise BenchError(f"record ({mode}): wrk saw {rec.requests} 200s but the "
-                                     f"cassette grew by {grown} interactions")
+                rec, rec_rate, grown = recorded(record, "record", cassette)
+                own, own_rate, _ = recorded(command, "exportjobs proxy record", command_cassette)
                 rounds.append({"bare": base_rate, "record": rec_rate, "passthrough": passing_rate,
-                               "record_tmpfs": memory_rate, "recorded": grown})
+                               "record_tmpfs": memory_rate, "command": own_rate,
+                               "recorded": grown})
                 say(f"  {mode:7} record round {n}: bare {base.rps:6.0f} req/s | passthrough "
                     f"{passing.rps:6.0f} | record to tmpfs {memory_rate['rps']:6.0f} | record "
-                    f"{rec.rps:6.0f} req/s ({rec.rps / base.rps:.2f}x), {grown} recorded")
+                    f"{rec.rps:6.0f} req/s ({rec.rps / base.rps:.2f}x), {grown} recorded | "
+                    f"exportjobs proxy record {own.rps:6.0f} ({own.rps / base.rps:.2f}x)")
     finally:
         shutil.rmtree(memory_dir, ignore_errors=True)
     from exportjobs.addons.cassette import load_cassette
 
-    loaded = load_cassette(cassette)
-    if loaded.torn or len(loaded.interactions) < sum(r["recorded"] for r in rounds):
-        raise BenchError(f"record ({mode}): the cassette does not load whole ({loaded.torn})")
+    for path in (cassette, command_cassette):
+        loaded = load_cassette(path)
+        if loaded.torn or not loaded.interactions:
+            raise BenchError(f"record ({mode}): {path.name} does not load whole ({loaded.torn})")
+    if len(load_cassette(cassette).interactions) < sum(r["recorded"] for r in rounds):
+        raise BenchError(f"record ({mode}): the cassette lost interactions")
     return rounds
 
 
@@ -305,17 +335,22 @@ def _replay_part(wrk: str, opts: Options, mode: str, emu_port: int, confdir: Pat
     theirs = _proxy("mitmdump --server-replay", emu_port,
                     ["--server-replay", str(flows), "--set", "server_replay_reuse=true", *lazy],
                     confdir, opts, mode)
+    command = _command("exportjobs proxy, replay", emu_port, "replay", capture_cassette, confdir,
+                       opts, mode, ("--set", "connection_strategy=lazy"))
     rounds: list[dict[str, Any]] = []
-    with ours, theirs:
-        run_wrk(wrk, theirs.url, "list", opts, opts.warmup_s, origin)
-        run_wrk(wrk, ours.url, "list", opts, opts.warmup_s, origin)
+    with ours, theirs, command:
+        for proxy in (theirs, ours, command):
+            run_wrk(wrk, proxy.url, "list", opts, opts.warmup_s, origin)
         for n in range(1, opts.rounds + 1):
             base, base_rate = _measured(wrk, theirs, "list", opts, f"--server-replay ({mode})",
                                         origin)
             mine, mine_rate = _measured(wrk, ours, "list", opts, f"replay ({mode})", origin)
-            rounds.append({"server_replay": base_rate, "replay": mine_rate})
+            own, own_rate = _measured(wrk, command, "list", opts,
+                                      f"exportjobs proxy replay ({mode})", origin)
+            rounds.append({"server_replay": base_rate, "replay": mine_rate, "command": own_rate})
             say(f"  {mode:7} replay round {n}: --server-replay {base.rps:6.0f} req/s | replay "
-                f"{mine.rps:6.0f} req/s ({mine.rps / base.rps:.2f}x)")
+                f"{mine.rps:6.0f} req/s ({mine.rps / base.rps:.2f}x) | exportjobs proxy replay "
+                f"{own.rps:6.0f} ({own.rps / base.rps:.2f}x)")
     return rounds
 
 
@@ -400,9 +435,9 @@ def run(wrk: str, opts: Options) -> SectionResult:
     data: dict[str, Any] = {"goal_record": GOAL_RECORD, "goal_replay": GOAL_REPLAY}
     for mode in MODES:
         rec = {side: med(record_rounds[mode], side, figures)
-               for side in ("bare", "passthrough", "record_tmpfs", "record")}
+               for side in ("bare", "passthrough", "record_tmpfs", "record", "command")}
         rep = {side: med(replay_rounds[mode], side, figures)
-               for side in ("server_replay", "replay")}
+               for side in ("server_replay", "replay", "command")}
         data[mode] = {
             "record": rec, "replay": rep,
             "record_ratio": round(rec["record"]["rps"] / rec["bare"]["rps"], 3),
@@ -413,6 +448,13 @@ def run(wrk: str, opts: Options) -> SectionResult:
                                       / rec["record"]["cpu_us_per_request"], 3),
             "replay_cpu_ratio": round(rep["server_replay"]["cpu_us_per_request"]
                                       / rep["replay"]["cpu_us_per_request"], 3),
+            # `exportjobs proxy`, the command users run, against the same baselines.
+            "command_record_ratio": round(rec["command"]["rps"] / rec["bare"]["rps"], 3),
+            "command_replay_ratio": round(rep["command"]["rps"] / rep["server_replay"]["rps"], 3),
+            "command_record_cpu_ratio": round(rec["bare"]["cpu_us_per_request"]
+                                              / rec["command"]["cpu_us_per_request"], 3),
+            "command_replay_cpu_ratio": round(rep["server_replay"]["cpu_us_per_request"]
+                                              / rep["command"]["cpu_us_per_request"], 3),
             "rounds": {"record": record_rounds[mode], "replay": replay_rounds[mode]},
         }
         data[mode].update(_round_ratios(data[mode]["rounds"]))
@@ -431,18 +473,22 @@ def run(wrk: str, opts: Options) -> SectionResult:
     for mode in MODES:
         m = data[mode]
         rec, rep = m["record"], m["replay"]
-        lines += [
-            f"  {mode} mode, record/bare mitmdump: {rec['record']['rps']:.0f} / "
-            f"{rec['bare']['rps']:.0f} req/s = {m['record_ratio']:.2f}x "
-            f"({verdict(m['record_ratio'] >= GOAL_RECORD)} the {GOAL_RECORD}x goal); "
-            f"by CPU per request {m['record_cpu_ratio']:.2f}x, per-round median "
-            f"{m['record_round_ratio']:.2f}x",
-            f"  {mode} mode, replay/--server-replay: {rep['replay']['rps']:.0f} / "
-            f"{rep['server_replay']['rps']:.0f} req/s = {m['replay_ratio']:.2f}x "
-            f"({verdict(m['replay_ratio'] >= GOAL_REPLAY)} the {GOAL_REPLAY}x goal); "
-            f"by CPU per request {m['replay_cpu_ratio']:.2f}x, per-round median "
-            f"{m['replay_round_ratio']:.2f}x",
-        ]
+        for who, key, side in (("exportjobs proxy", "command_", "command"),
+                               ("mitmdump -s script", "", None)):
+            lines += [
+                f"  {mode} mode, {who} record / bare mitmdump: "
+                f"{rec[side or 'record']['rps']:.0f} / {rec['bare']['rps']:.0f} req/s = "
+                f"{m[key + 'record_ratio']:.2f}x "
+                f"({verdict(m[key + 'record_ratio'] >= GOAL_RECORD)} the {GOAL_RECORD}x goal); "
+                f"by CPU per request {m[key + 'record_cpu_ratio']:.2f}x, per-round median "
+                f"{m[key + 'record_round_ratio']:.2f}x",
+                f"  {mode} mode, {who} replay / --server-replay: "
+                f"{rep[side or 'replay']['rps']:.0f} / {rep['server_replay']['rps']:.0f} req/s = "
+                f"{m[key + 'replay_ratio']:.2f}x "
+                f"({verdict(m[key + 'replay_ratio'] >= GOAL_REPLAY)} the {GOAL_REPLAY}x goal); "
+                f"by CPU per request {m[key + 'replay_cpu_ratio']:.2f}x, per-round median "
+                f"{m[key + 'replay_round_ratio']:.2f}x",
+            ]
     lines += [
         "  replay CPU per request at " + ", ".join(f"{s:,}: {c:.0f} µs" for s, c in zip(SIZES, cost))
         + f" ({growth:.2f}x from {SIZES[0]:,} to {SIZES[-1]:,}; "
@@ -450,7 +496,7 @@ def run(wrk: str, opts: Options) -> SectionResult:
         "  in-process replay work per request at " + ", ".join(
             f"{s:,}: {us:.1f} µs" for s, us in in_process.items()) + f" ({in_growth:.2f}x)",
     ]
-    return SectionResult(data, lines, _markdown(data, opts), summary=2 * len(MODES) + 2)
+    return SectionResult(data, lines, _markdown(data, opts), summary=4 * len(MODES) + 2)
 
 
 def _round_ratios(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
@@ -460,7 +506,9 @@ def _round_ratios(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
         return round(median([r[ours]["rps"] / r[base]["rps"] for r in rounds[part]]), 3)
 
     return {"record_round_ratio": ratio("record", "record", "bare"),
-            "replay_round_ratio": ratio("replay", "replay", "server_replay")}
+            "replay_round_ratio": ratio("replay", "replay", "server_replay"),
+            "command_record_round_ratio": ratio("record", "command", "bare"),
+            "command_replay_round_ratio": ratio("replay", "command", "server_replay")}
 
 
 def _markdown(d: dict[str, Any], opts: Options) -> str:
@@ -484,8 +532,10 @@ def _markdown(d: dict[str, Any], opts: Options) -> str:
             row("addon, passthrough mode (loaded, forwarding)", rec["passthrough"]),
             row("addon, record mode, cassette on tmpfs (fsync almost free)", rec["record_tmpfs"]),
             row("addon, record mode (fsynced cassette on disk)", rec["record"]),
+            row("`exportjobs proxy --mode record` (fsynced cassette on disk)", rec["command"]),
             row("mitmdump --server-replay (reuse)", rep["server_replay"]),
             row("addon, replay mode", rep["replay"]),
+            row("`exportjobs proxy --mode replay`", rep["command"]),
         ]
     out.append("")
     for mode in MODES:
@@ -494,6 +544,15 @@ def _markdown(d: dict[str, Any], opts: Options) -> str:
         bare_cpu = rec["bare"]["cpu_us_per_request"]
         out += [
             f"{MODE_LABELS[mode][:1].upper()}{MODE_LABELS[mode][1:]}: "
+            f"**`exportjobs proxy`: record / bare mitmdump {m['command_record_ratio']:.2f}x** "
+            f"in requests/s ({ok(m['command_record_ratio'] >= d['goal_record'])} the "
+            f"{d['goal_record']}x goal), {m['command_record_cpu_ratio']:.2f}x by CPU per request, "
+            f"{m['command_record_round_ratio']:.2f}x as the median of the per-round ratios; "
+            f"**replay / --server-replay {m['command_replay_ratio']:.2f}x** in requests/s "
+            f"({ok(m['command_replay_ratio'] >= d['goal_replay'])} the {d['goal_replay']}x goal), "
+            f"{m['command_replay_cpu_ratio']:.2f}x by CPU per request, "
+            f"{m['command_replay_round_ratio']:.2f}x as the median of the per-round ratios. "
+            "The addon as a script in mitmdump (`-s`): "
             f"**record / bare mitmdump {m['record_ratio']:.2f}x** in requests/s "
             f"({ok(m['record_ratio'] >= d['goal_record'])} the {d['goal_record']}x goal), "
             f"{m['record_cpu_ratio']:.2f}x by CPU per request, {m['record_round_ratio']:.2f}x as "
@@ -516,7 +575,9 @@ def _markdown(d: dict[str, Any], opts: Options) -> str:
     scale = d["scale"]
     out += [
         "CPU ratios are baseline CPU / ours (above 1 is cheaper), steadier than requests/s on a "
-        "shared machine. The step from tmpfs to disk is the fsync before each response (and the "
+        "shared machine. `exportjobs proxy` runs the same addons as the script, in a mitmproxy "
+        "whose addon manager looks each event's handlers up once (addons/hookplan.py) instead of "
+        "walking every addon on every event as stock mitmdump does. The step from tmpfs to disk is the fsync before each response (and the "
         "hand-off to the thread that waits for it, which keeps the event loop serving meanwhile).",
         "",
         "Replay cost per request by cassette size (random distinct job GETs, reverse mode):",
@@ -533,7 +594,7 @@ def _markdown(d: dict[str, Any], opts: Options) -> str:
         "",
         f"Load: wrk, 1 thread, {opts.connections} connections, {opts.duration_s} s per "
         f"measurement, {opts.rounds} alternating rounds; list GETs of a one-job store for record "
-        "and replay. Each proxy is a `mitmdump -q` on a core of its own (wrk and the upstream "
+        "and replay. Each proxy is a `mitmdump -q` or `exportjobs proxy` on a core of its own (wrk and the upstream "
         "emulator share the other); in reverse mode wrk sends origin-form requests to "
         "`--mode reverse:<emulator>`, in regular mode absolute-form requests "
         "(`GET http://<emulator>/… HTTP/1.1`, as a client with HTTP_PROXY set) to `--mode regular`. "

@@ -64,13 +64,28 @@ class PlannedAddons(AddonManager):
             self._plans.clear()
 
     def trigger(self, event: hooks.Hook) -> None:
-        if event.name not in LIFECYCLE:  # e.g. the `update` that flow commands send
-            return super().trigger(event)
-        self._plans.clear()
-        try:
-            super().trigger(event)
-        finally:
+        """The synchronous form, which mitmproxy uses for ``add_log`` (each log line) and
+        the ``update`` of flow commands: planned as well, async handlers refused as stock."""
+        name = event.name
+        if name in LIFECYCLE:
             self._plans.clear()
+            try:
+                super().trigger(event)
+            finally:
+                self._plans.clear()
+            return
+        args = event.args()
+        for top, handlers in self._planned(name):
+            try:
+                with safecall():
+                    for handler in handlers:
+                        if inspect.iscoroutinefunction(handler):
+                            raise exceptions.AddonManagerError(
+                                f"Async handler {name} ({getattr(handler, '__self__', top)}) "
+                                "cannot be called from sync context")
+                        handler(*args)
+            except exceptions.AddonHalt:
+                return
 
     async def trigger_event(self, event: hooks.Hook) -> None:
         name = event.name
@@ -81,11 +96,8 @@ class PlannedAddons(AddonManager):
             finally:
                 self._plans.clear()
             return
-        plan = self._plans.get(name)
-        if plan is None:
-            plan = self._plans[name] = self._plan(name)
         args = event.args()
-        for _, handlers in plan:
+        for _, handlers in self._planned(name):
             try:
                 with safecall():
                     for handler in handlers:
@@ -94,6 +106,12 @@ class PlannedAddons(AddonManager):
                             await result
             except exceptions.AddonHalt:
                 return
+
+    def _planned(self, name: str) -> Plan:
+        plan = self._plans.get(name)
+        if plan is None:
+            plan = self._plans[name] = self._plan(name)
+        return plan
 
     def _plan(self, name: str) -> Plan:
         """What the stock walk (``_iter_hooks`` over each top-level addon) would call for

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mitmproxy import exceptions, options
+from mitmproxy import exceptions, hooks, options
 from mitmproxy.addonmanager import AddonManager
 from mitmproxy.addons import default_addons
 from mitmproxy.master import Master
@@ -71,6 +71,9 @@ class Awaits(Node):
         await asyncio.sleep(0)
         self.log.append(f"{self.name}.request(async)")
 
+    async def update(self, flows: Any) -> None:  # refused when triggered synchronously
+        self.log.append(f"{self.name}.update(async)")
+
 
 class Odd:
     """Hook names bound to things that are not handlers: a module (skipped) and a number
@@ -92,6 +95,8 @@ async def _fire(master: Master, log: Log, flow: Any) -> None:
                  http_layer.HttpResponseHook, http_layer.HttpErrorHook):
         log.append(f"-- {hook.name}")
         await master.addons.handle_lifecycle(hook(flow))
+    log.append("-- update, synchronous (as flow commands send it)")
+    master.addons.trigger(hooks.UpdateHook([flow]))
     log.extend(flow.metadata.pop("log", []))
 
 
@@ -150,7 +155,9 @@ async def test_plans_call_what_the_stock_walk_calls(tmp_path: Path) -> None:
     assert planned == stock
     # The scenario reaches what it claims to: errors, halts, changes and reloads.
     assert "b.request" not in stock and "after-halt.response" not in stock
-    assert "request(async)" in " ".join(stock)
+    assert "async.request(async)" in stock and "async.update(async)" in stock
+    synchronous = _part(stock, "-- update, synchronous (as flow commands send it)")
+    assert "parent.update" in synchronous and "async.update(async)" not in synchronous
     for seen in ("late.request", "grown.requestheaders", "v1.request", "v2.request"):
         assert seen in stock
     tail = stock[stock.index("== a script loaded, then reloaded"):]
@@ -175,8 +182,9 @@ class KeptAcrossConfigure(PlannedAddons):
 
 
 def _part(log: Log, title: str) -> Log:
+    """The log from ``title`` to the next title of its kind (``== `` a step, ``-- `` an event)."""
     start = log.index(title)
-    ends = [i for i, line in enumerate(log) if line.startswith("== ") and i > start]
+    ends = [i for i, line in enumerate(log) if line.startswith(title[:3]) and i > start]
     return log[start:ends[0] if ends else len(log)]
 
 

@@ -529,12 +529,12 @@ def _markdown(d: dict[str, Any], opts: Options) -> str:
         out += [
             f"| **{MODE_LABELS[mode]}** | | | | |",
             row("bare mitmdump, forwarding", rec["bare"]),
-            row("addon, passthrough mode (loaded, forwarding)", rec["passthrough"]),
-            row("addon, record mode, cassette on tmpfs (fsync almost free)", rec["record_tmpfs"]),
-            row("addon, record mode (fsynced cassette on disk)", rec["record"]),
+            row("`mitmdump -s` script, passthrough mode (loaded, forwarding)", rec["passthrough"]),
+            row("`mitmdump -s` script, record mode, cassette on tmpfs (fsync almost free)", rec["record_tmpfs"]),
+            row("`mitmdump -s` script, record mode (fsynced cassette on disk)", rec["record"]),
             row("`exportjobs proxy --mode record` (fsynced cassette on disk)", rec["command"]),
             row("mitmdump --server-replay (reuse)", rep["server_replay"]),
-            row("addon, replay mode", rep["replay"]),
+            row("`mitmdump -s` script, replay mode", rep["replay"]),
             row("`exportjobs proxy --mode replay`", rep["command"]),
         ]
     out.append("")

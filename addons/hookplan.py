@@ -137,10 +137,14 @@ def _not_callable(name: str, addon: Any) -> Callable[..., None]:
     return refuse
 
 
-def plan_hooks(master: Master) -> PlannedAddons:
+def plan_hooks(master: Master) -> AddonManager:
     """Give ``master`` a ``PlannedAddons`` in place of its stock manager, keeping the addons
-    it already has (``WebMaster`` adds its own while it is built)."""
+    it already has (``WebMaster`` adds its own while it is built), and return the manager in
+    use. A manager not shaped as the one this was written against (mitmproxy 11 and 12) is
+    kept as it is: slower, never wrong."""
     stock = master.addons
+    if type(stock) is not AddonManager or not hasattr(stock, "_configure_all"):
+        return stock
     planned = PlannedAddons(master)
     planned.chain, planned.lookup = stock.chain, stock.lookup
     master.options.changed.disconnect(stock._configure_all)

@@ -224,6 +224,7 @@ def test_plan_hooks_keeps_the_addons_and_the_option_wiring() -> None:
         master.addons.add(*default_addons())
         before = list(master.addons.chain)
         planned = plan_hooks(master)
+        assert isinstance(planned, PlannedAddons)
         assert master.addons is planned and planned.chain == before
         seen: list[set[str]] = []
         configure: Callable[[set[str]], None] = seen.append
@@ -231,5 +232,17 @@ def test_plan_hooks_keeps_the_addons_and_the_option_wiring() -> None:
         seen.clear()
         master.options.update(anticache=True)
         assert seen == [{"anticache"}]  # once: the stock manager no longer listens
+
+    asyncio.run(check())
+
+
+def test_an_unfamiliar_manager_is_kept() -> None:
+    class Other(AddonManager):
+        pass
+
+    async def check() -> None:
+        master = Master(options.Options())
+        master.addons = Other(master)
+        assert plan_hooks(master) is master.addons and type(master.addons) is Other
 
     asyncio.run(check())

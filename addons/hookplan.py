@@ -20,9 +20,10 @@ addons as a script keeps its own manager.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from mitmproxy import exceptions, hooks
@@ -42,37 +43,34 @@ class PlannedAddons(AddonManager):
         super().__init__(master)
         self._plans: dict[str, Plan] = {}
 
-    def register(self, addon: Any) -> Any:
+    @contextlib.contextmanager
+    def _tree_may_change(self) -> Iterator[None]:
+        """Plans dropped before and after: none made while the tree changes outlives it."""
         self._plans.clear()
         try:
-            return super().register(addon)
+            yield
         finally:
             self._plans.clear()
+
+    def register(self, addon: Any) -> Any:
+        with self._tree_may_change():
+            return super().register(addon)
 
     def remove(self, addon: Any) -> None:
-        self._plans.clear()
-        try:
+        with self._tree_may_change():
             super().remove(addon)
-        finally:
-            self._plans.clear()
 
     def clear(self) -> None:
-        self._plans.clear()
-        try:
+        with self._tree_may_change():
             super().clear()
-        finally:
-            self._plans.clear()
 
     def trigger(self, event: hooks.Hook) -> None:
         """The synchronous form, which mitmproxy uses for ``add_log`` (each log line) and
         the ``update`` of flow commands: planned as well, async handlers refused as stock."""
         name = event.name
         if name in LIFECYCLE:
-            self._plans.clear()
-            try:
+            with self._tree_may_change():
                 super().trigger(event)
-            finally:
-                self._plans.clear()
             return
         args = event.args()
         for top, handlers in self._planned(name):
@@ -90,11 +88,8 @@ class PlannedAddons(AddonManager):
     async def trigger_event(self, event: hooks.Hook) -> None:
         name = event.name
         if name in LIFECYCLE:
-            self._plans.clear()
-            try:
+            with self._tree_may_change():
                 await super().trigger_event(event)
-            finally:
-                self._plans.clear()
             return
         args = event.args()
         for _, handlers in self._planned(name):

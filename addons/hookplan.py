@@ -18,8 +18,8 @@ The plans hold while the tree cannot change, and the stock walk takes over where
   rebuild their children, drops the plans; while one is under way, events are walked as
   stock walks them and no plan is made;
 - an event that sees the tree change while it runs (a handler awaits, and a script reloads
-  meanwhile) finishes as the stock walk would: the rest of the current addon's tree and the
-  addons after it are read as they are now.
+  meanwhile) finishes as the stock walk would have: on from where that walk stood in the
+  lists it was walking, reading each addon's children as it gets to them.
 
 An addon that changes its children or its hook attributes outside these (mitmproxy asks
 addons that manage addons to use ``register``) is seen from the next lifecycle event on.
@@ -37,11 +37,22 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from mitmproxy import exceptions, hooks
-from mitmproxy.addonmanager import AddonManager, safecall, traverse
+from mitmproxy.addonmanager import AddonManager, safecall
 from mitmproxy.master import Master
 
 # Events around which the addon tree may change: never planned, and they drop the plans.
 LIFECYCLE = frozenset({"load", "configure", "running", "done"})
+
+
+# Where the walk stands at an addon: the lists it is walking, outermost first (the first is
+# ``[top]``), each with the index of the addon taken from it.
+Place = tuple[tuple[list[Any], int], ...]
+
+
+class Call(NamedTuple):
+    addon: Any
+    handler: Callable[..., Any]
+    place: Place
 
 
 class Top(NamedTuple):
@@ -49,7 +60,7 @@ class Top(NamedTuple):
 
     position: int  # its place in the chain the plan was made from
     addon: Any
-    calls: tuple[tuple[Any, Callable[..., Any]], ...]  # (addon in the tree, its handler)
+    calls: tuple[Call, ...]
     plain: bool  # False: walked as stock walks it (see the module's docstring)
     plain_sync: bool  # also False when a handler is async (the sync form refuses it)
 
@@ -105,12 +116,12 @@ class PlannedAddons(AddonManager):
                     if not top.plain:
                         await self.invoke_addon(top.addon, event)
                     else:
-                        for addon, handler in top.calls:
-                            result = handler(*args)
+                        for call in top.calls:
+                            result = call.handler(*args)
                             if result is not None and inspect.isawaitable(result):
                                 await result
                             if self._generation != generation:
-                                for _, func in self._hooks_after(top.addon, addon, event):
+                                for _, func in _hooks_after(call, event.name):
                                     result = func(*event.args())
                                     if result is not None and inspect.isawaitable(result):
                                         await result
@@ -143,10 +154,10 @@ class PlannedAddons(AddonManager):
                     if not top.plain_sync:
                         self.invoke_addon_sync(top.addon, event)
                     else:
-                        for addon, handler in top.calls:
-                            handler(*args)
+                        for call in top.calls:
+                            call.handler(*args)
                             if self._generation != generation:
-                                for rest_addon, func in self._hooks_after(top.addon, addon, event):
+                                for rest_addon, func in _hooks_after(call, event.name):
                                     if inspect.iscoroutinefunction(func):
                                         raise exceptions.AddonManagerError(
                                             f"Async handler {event.name} ({rest_addon}) cannot "
@@ -174,34 +185,60 @@ class PlannedAddons(AddonManager):
         """What the stock walk (``_iter_hooks`` over each top-level addon) would call for
         ``name``, leaving out top-level addons that handle nothing."""
         plan = []
-        for index, top in enumerate(self.chain):
-            calls: list[tuple[Any, Callable[..., Any]]] = []
+        for position, top in enumerate(self.chain):
+            calls: list[Call] = []
             plain = plain_sync = True
             try:
-                for addon in traverse([top]):
+                for addon, place in _walk([top], ()):
                     handler = getattr(addon, name, None)
                     if not handler or isinstance(handler, types.ModuleType):
                         continue  # a module imported under a hook's name is no handler (as stock)
                     if not callable(handler):
                         plain = False  # the stock walk raises, logged, at this point
                         break
-                    calls.append((addon, handler))
+                    calls.append(Call(addon, handler, place))
                     plain_sync = plain_sync and not inspect.iscoroutinefunction(handler)
             except Exception:  # noqa: BLE001 - the stock walk raises it too, logged there
                 plain = False
             if calls or not plain:
-                plan.append(Top(index, top, tuple(calls), plain, plain and plain_sync))
+                plan.append(Top(position, top, tuple(calls), plain, plain and plain_sync))
         return tuple(plan)
 
-    def _hooks_after(self, top: Any, after: Any,
-                     event: hooks.Hook) -> Iterator[tuple[Any, Callable[..., Any]]]:
-        """The stock walk of ``top``'s tree from the addon after ``after`` on, reading the
-        tree as it is now (nothing, if ``after`` has left it)."""
-        walk = self._iter_hooks(top, event)
-        for addon, _ in walk:
-            if addon is after:
-                return walk
-        return iter(())
+
+def _walk(addons: list[Any], outer: Place, start: int = 0) -> Iterator[tuple[Any, Place]]:
+    """mitmproxy's ``traverse`` from ``addons[start]`` on, with where it stands at each addon:
+    a list is read by index as a ``for`` loop reads it, and an addon's children when the
+    walk gets to them, after the addon itself has been handled."""
+    if not isinstance(addons, (list, tuple)):  # any other iterable: as a for loop takes it
+        addons = list(addons)
+    index = start
+    while index < len(addons):
+        addon = addons[index]
+        place = (*outer, (addons, index))
+        index += 1
+        yield addon, place
+        if hasattr(addon, "addons"):
+            yield from _walk(addon.addons, place)
+
+
+def _hooks_after(call: Call, name: str) -> Iterator[tuple[Any, Callable[..., Any]]]:
+    """The stock walk's handlers after ``call``, had the walk been under way when the tree
+    changed: the lists it was in are walked on from where it stood, reading each addon's
+    children as it gets to them (as ``_iter_hooks`` over ``traverse`` does)."""
+    def rest() -> Iterator[Any]:
+        if hasattr(call.addon, "addons"):
+            yield from (addon for addon, _ in _walk(call.addon.addons, ()))
+        for depth in range(len(call.place) - 1, -1, -1):
+            addons, index = call.place[depth]
+            yield from (addon for addon, _ in _walk(addons, (), index + 1))
+
+    for addon in rest():
+        func = getattr(addon, name, None)
+        if not func or isinstance(func, types.ModuleType):
+            continue
+        if not callable(func):
+            raise exceptions.AddonManagerError(f"Addon handler {name} ({addon}) not callable")
+        yield addon, func
 
 
 def _after(chain: list[Any], index: int) -> Iterator[Any]:

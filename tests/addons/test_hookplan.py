@@ -14,6 +14,7 @@ import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from mitmproxy import ctx, exceptions, hooks, io, options
@@ -321,6 +322,17 @@ class Unloads:
             ctx.options.update(scripts=[])
 
 
+HOLDING = """
+import builtins
+async def request(flow):
+    flow.metadata.setdefault("log", []).append("{version}.request")
+    hold = getattr(builtins, "HOLD", None)
+    if hold is not None:
+        hold[0].set()
+        await hold[1].wait()
+"""
+
+
 async def _script(master: Master, path: Path, text: str) -> Any:
     """``text`` loaded as a script by mitmproxy's script loader, after those it has."""
     path.write_text(text)
@@ -345,6 +357,11 @@ async def while_under_way(manager: Manager, case: str, tmp_path: Path) -> Log:
         master.addons.add(unloads, waits, *default_addons(), parent)
         script = await _script(master, tmp_path / "script.py", SCRIPT.format(version="v1")) \
             if case.startswith("script") else None
+        if case.startswith("waiting script"):  # three scripts, the first one holding
+            holding = await _script(master, tmp_path / "holding.py",
+                                    HOLDING.format(version="holding-v1"))
+            for name in ("b", "c"):
+                await _script(master, tmp_path / f"{name}.py", SCRIPT.format(version=name))
         flow = tflow.tflow()
         await master.addons.trigger_event(http_layer.HttpRequestHook(flow))  # planned now
         log.extend(flow.metadata.pop("log", []))
@@ -352,6 +369,20 @@ async def while_under_way(manager: Manager, case: str, tmp_path: Path) -> Log:
         if case == "script unloaded by a handler":
             unloads.armed = True
             await master.addons.trigger_event(http_layer.HttpRequestHook(flow))
+        elif case == "waiting script reloaded, scripts after it":
+            import builtins
+            held, go = asyncio.Event(), asyncio.Event()
+            builtins.HOLD = (held, go)  # type: ignore[attr-defined]
+            try:
+                event = asyncio.ensure_future(
+                    master.addons.trigger_event(http_layer.HttpRequestHook(flow)))
+                await held.wait()
+                (tmp_path / "holding.py").write_text(HOLDING.format(version="holding-v2"))
+                holding.loadscript()
+                go.set()
+                await event
+            finally:
+                del builtins.HOLD  # type: ignore[attr-defined]
         else:
             waits.armed = True
             event = asyncio.ensure_future(
@@ -378,7 +409,8 @@ async def while_under_way(manager: Manager, case: str, tmp_path: Path) -> Log:
 
 
 CASES = ["child swapped", "top-level addon added", "top-level addon removed",
-         "script reloaded", "script unloaded by a handler"]
+         "script reloaded", "script unloaded by a handler",
+         "waiting script reloaded, scripts after it"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -390,11 +422,14 @@ async def test_an_event_under_way_follows_the_tree_as_it_changes(tmp_path: Path,
     under_way = _part(stock, "-- under way")
     expected = {"child swapped": "swapped.request", "top-level addon added": "late.request",
                 "top-level addon removed": "child.request", "script reloaded": "v2.request",
-                "script unloaded by a handler": None}[case]
+                "script unloaded by a handler": None,
+                "waiting script reloaded, scripts after it": "c.request"}[case]
     if expected:
         assert expected in under_way
     if case.startswith("script"):
         assert "v1.request" not in under_way
+    if case.startswith("waiting script"):  # the old module finished, the scripts after it ran
+        assert under_way[-3:] == ["holding-v1.request", "b.request", "c.request"]
 
 
 # --- a configure that reorders scripts without registering anything ------------------------
@@ -484,6 +519,15 @@ class SnapshotOnly(PlannedAddons):
             self._plans.clear()
 
 
+class RestOfTreeDropped(PlannedAddons):
+    """Broken: an event under way that sees the tree change skips the rest of the current
+    addon's tree."""
+
+    async def trigger_event(self, event: Any) -> None:
+        with mock.patch("exportjobs.addons.hookplan._hooks_after", lambda *_: iter(())):
+            await super().trigger_event(event)
+
+
 class PlansWhileChanging(PlannedAddons):
     """Broken: plans made and used while the tree is changing."""
 
@@ -528,10 +572,12 @@ async def _differs_reordered(broken: Manager, tmp_path: Path) -> bool:
     (SnapshotOnly, _differs_under_way("script reloaded")),
     (SnapshotOnly, _differs_under_way("top-level addon added")),
     (SnapshotOnly, _differs_under_way("script unloaded by a handler")),
+    (RestOfTreeDropped, _differs_under_way("waiting script reloaded, scripts after it")),
     (PlansWhileChanging, _differs_reordered),
 ], ids=["removed addon still called", "new child not called", "rebuilt children not called",
         "reloaded script not called", "old script called mid-event", "added addon missed "
-        "mid-event", "unloaded script called mid-event", "stale order inside a configure"])
+        "mid-event", "unloaded script called mid-event", "later scripts missed mid-event",
+        "stale order inside a configure"])
 async def test_a_broken_manager_fails_the_comparison(tmp_path: Path, broken: Manager,
                                                      check: Any) -> None:
     assert await check(broken, tmp_path)

@@ -1,21 +1,21 @@
 """The pytest plugin's proxy: ``addons.proxy.start_proxy`` on a thread of its own.
 
 A test's own code blocks (``requests``) or runs its own event loop (pytest-asyncio); the
-proxy must answer either way, so it serves from its own loop, as the embedded emulator does.
+proxy must answer either way, so it serves from its own loop, as the embedded emulator does
+(``ServerThread``).
 ``TestProxy`` is what a test gets: the proxy's URL, its CA, and the environment that points
 common HTTP clients at it. Kept apart from the plugin's hooks so it does not need pytest.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
-import threading
 from pathlib import Path
 from typing import Any
 
 from exportjobs.addons.proxy import ProxyError, RunningProxy, start_proxy
+from exportjobs.simulator.emulator.embedded import ServerThread
 
 START_TIMEOUT_S = 30.0
 LOOPBACK = "localhost,127.0.0.1,::1"
@@ -93,13 +93,8 @@ class ProxyFixture:
                  emulator: Any = None) -> None:
         self.cassette, self.record_mode, self.upstream = cassette, record_mode, upstream
         self.confdir, self.emulator = confdir, emulator
-        self.running: RunningProxy | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()),
-                                        name="exportjobs-proxy", daemon=True)
+        self._server: ServerThread[RunningProxy] = ServerThread(
+            lambda: start_proxy(self.settings()), "exportjobs-proxy")
 
     def settings(self) -> dict[str, Any]:
         settings: dict[str, Any] = {"exportjobs_record_mode": self.record_mode,
@@ -116,35 +111,18 @@ class ProxyFixture:
             except OSError as exc:
                 raise PluginError(f"cannot make the cassette folder {self.cassette.parent} "
                                   f"({exc.strerror})") from None
-        self._thread.start()
-        self._ready.wait(START_TIMEOUT_S)
-        if isinstance(self._error, ProxyError):
-            raise PluginError(str(self._error)) from None
-        if self._error is not None:
-            raise self._error
-        if self.running is None:
+        try:
+            running = self._server.run(START_TIMEOUT_S)
+        except ProxyError as exc:
+            raise PluginError(str(exc)) from None
+        if running is None:
             raise PluginError(f"the proxy did not start within {START_TIMEOUT_S:.0f} s")
-        return TestProxy(self.running, self.cassette, self.record_mode, self.upstream, self.emulator,
-                         ca_bundle(self.running.ca_cert))
+        return TestProxy(running, self.cassette, self.record_mode, self.upstream, self.emulator,
+                         ca_bundle(running.ca_cert))
 
     def stop(self) -> None:
         """Stop serving; every recording in flight reaches the cassette first."""
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(START_TIMEOUT_S)
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        try:
-            self.running = await start_proxy(self.settings())
-        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread, raised there
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        await self._stop.wait()
-        await self.running.close()
+        self._server.stop(START_TIMEOUT_S)
 
 
 def ca_bundle(ca_cert: Path) -> Path:

@@ -103,6 +103,11 @@ class WrkResult:
         """Server CPU per request: unlike req/s, barely moved by other load on the machine."""
         return self.server_cpu_s * 1e6 / self.requests if self.requests else 0.0
 
+    @property
+    def socket_errors(self) -> dict[str, int]:
+        """wrk's connect/read/write/timeout errors (its "status" count is only non-2xx replies)."""
+        return {k: v for k, v in self.errors.items() if k != "status" and v}
+
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "statuses": {str(k): v for k, v in self.statuses.items()},
                 "rps": round(self.rps, 1), "cpu_us_per_request": round(self.cpu_us_per_request, 1)}
@@ -225,6 +230,10 @@ class Server:
 
 def python_server(name: str, args: list[str], port: int, opts: Options) -> Server:
     return Server(name, [sys.executable, *args], port, server_cpus(opts))
+
+
+def fmt_ms(us: float) -> str:
+    return f"{us / 1000:.2f} ms"
 
 
 def median(values: list[float]) -> float:

@@ -16,6 +16,7 @@ from bench.common import (
     Options,
     SectionResult,
     WrkResult,
+    fmt_ms,
     free_port,
     median,
     python_server,
@@ -30,14 +31,9 @@ GOAL_RATIO = 0.8
 _PENDING_S = "3600"
 
 
-def _socket_errors(result: WrkResult) -> dict[str, int]:
-    """wrk's connect/read/write/timeout errors (its "status" count is only non-2xx replies)."""
-    return {k: v for k, v in result.errors.items() if k != "status" and v}
-
-
 def _only(result: WrkResult, status: int, who: str) -> None:
     other = {s: n for s, n in result.statuses.items() if s != status}
-    socket_errors = _socket_errors(result)
+    socket_errors = result.socket_errors
     if other or socket_errors or result.statuses.get(status, 0) != result.requests:
         raise BenchError(
             f"{who}: expected only {status}s, got statuses {result.statuses}, "
@@ -56,16 +52,12 @@ def _check_unique(result: WrkResult, jobs: int, opts: Options) -> None:
 def _check_conflicts(result: WrkResult, jobs: int) -> None:
     wins = result.statuses.get(201, 0)
     conflicts = result.statuses.get(409, 0)
-    if wins != 1 or jobs != 1 or wins + conflicts != result.requests or _socket_errors(result):
+    if wins != 1 or jobs != 1 or wins + conflicts != result.requests or result.socket_errors:
         raise BenchError(
             f"emulator, same pair: expected one 201 and only 409s after it, got "
             f"{result.statuses} for {result.requests} requests and {jobs} jobs, "
-            f"socket errors {_socket_errors(result)}"
+            f"socket errors {result.socket_errors}"
         )
-
-
-def _fmt_ms(us: float) -> str:
-    return f"{us / 1000:.2f} ms"
 
 
 def _summary(runs: list[WrkResult]) -> dict[str, float]:
@@ -144,14 +136,14 @@ def run(wrk: str, opts: Options) -> SectionResult:
     over_floor = created_s["rps"] / reading_s["rps"]
     verdict = "meets" if ratio >= GOAL_RATIO else "misses"
     lines += [
-        f"  median minimal:      {minimal_s['rps']:8.0f} req/s  p50 {_fmt_ms(minimal_s['p50_us'])}"
-        f"  p99 {_fmt_ms(minimal_s['p99_us'])}",
-        f"  median reading:      {reading_s['rps']:8.0f} req/s  p50 {_fmt_ms(reading_s['p50_us'])}"
-        f"  p99 {_fmt_ms(reading_s['p99_us'])}",
-        f"  median emulator 201: {created_s['rps']:8.0f} req/s  p50 {_fmt_ms(created_s['p50_us'])}"
-        f"  p99 {_fmt_ms(created_s['p99_us'])}",
-        f"  median emulator 409: {conflict_s['rps']:8.0f} req/s  p50 {_fmt_ms(conflict_s['p50_us'])}"
-        f"  p99 {_fmt_ms(conflict_s['p99_us'])}",
+        f"  median minimal:      {minimal_s['rps']:8.0f} req/s  p50 {fmt_ms(minimal_s['p50_us'])}"
+        f"  p99 {fmt_ms(minimal_s['p99_us'])}",
+        f"  median reading:      {reading_s['rps']:8.0f} req/s  p50 {fmt_ms(reading_s['p50_us'])}"
+        f"  p99 {fmt_ms(reading_s['p99_us'])}",
+        f"  median emulator 201: {created_s['rps']:8.0f} req/s  p50 {fmt_ms(created_s['p50_us'])}"
+        f"  p99 {fmt_ms(created_s['p99_us'])}",
+        f"  median emulator 409: {conflict_s['rps']:8.0f} req/s  p50 {fmt_ms(conflict_s['p50_us'])}"
+        f"  p99 {fmt_ms(conflict_s['p99_us'])}",
         f"  server CPU per request: minimal {minimal_s['cpu_us']:.0f} us, reading "
         f"{reading_s['cpu_us']:.0f} us, emulator 201 "
         f"{created_s['cpu_us']:.0f} us, emulator 409 {conflict_s['cpu_us']:.0f} us "
@@ -186,8 +178,8 @@ def _markdown(data: dict[str, Any], rounds: list[dict[str, WrkResult]], verdict:
                        ("emulator, 201 (unique pairs)", "emulator_201"),
                        ("emulator, 409 (same pair)", "emulator_409")):
         s = data[key]
-        rows.append(f"| {label} | {s['rps']:.0f} | {_fmt_ms(s['p50_us'])} | "
-                    f"{_fmt_ms(s['p99_us'])} | {s['cpu_us']:.0f} µs |")
+        rows.append(f"| {label} | {s['rps']:.0f} | {fmt_ms(s['p50_us'])} | "
+                    f"{fmt_ms(s['p99_us'])} | {s['cpu_us']:.0f} µs |")
     per_round = ", ".join(
         f"{r['minimal'].rps:.0f} / {r['reading'].rps:.0f} / {r['emulator'].rps:.0f} / "
         f"{r['emulator_409'].rps:.0f}"

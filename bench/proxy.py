@@ -164,7 +164,7 @@ def _seed(url: str) -> None:
 
 def _only(result: WrkResult, status: int, who: str) -> None:
     other = {s: n for s, n in result.statuses.items() if s != status}
-    socket_errors = {k: v for k, v in result.errors.items() if k != "status" and v}
+    socket_errors = result.socket_errors
     if other or socket_errors or result.statuses.get(status, 0) != result.requests \
             or not result.requests:
         raise BenchError(f"{who}: expected only {status}s, got statuses {result.statuses}, "

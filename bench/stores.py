@@ -20,6 +20,7 @@ from bench.common import (
     SectionResult,
     Server,
     WrkResult,
+    fmt_ms,
     free_port,
     median,
     python_server,
@@ -65,7 +66,7 @@ def measure(wrk: str, target: Server, mode: str, opts: Options,
 
 def check_creates(who: str, mode: str, result: WrkResult, jobs: int, opts: Options) -> None:
     """201 path: only 201s, one job per 201 (plus those in flight); 409 path: one winner."""
-    errors = {k: v for k, v in result.errors.items() if k != "status" and v}
+    errors = result.socket_errors
     if mode == "unique":
         created = result.statuses.get(201, 0)
         if (set(result.statuses) != {201} or errors
@@ -76,10 +77,6 @@ def check_creates(who: str, mode: str, result: WrkResult, jobs: int, opts: Optio
           or result.statuses.get(409, 0) + 1 != result.requests):
         raise BenchError(f"{who}: expected one 201 then only 409s; got {result.statuses} for "
                          f"{result.requests} requests, {jobs} jobs, socket errors {errors}")
-
-
-def _fmt_ms(us: float) -> str:
-    return f"{us / 1000:.2f} ms"
 
 
 def run(wrk: str, opts: Options) -> SectionResult:
@@ -121,9 +118,9 @@ def run(wrk: str, opts: Options) -> SectionResult:
         m, r = summary[f"memory_{mode}"], summary[f"redis_{mode}"]
         lines.append(
             f"  {label}: memory {m['rps']:.0f} req/s {m['cpu_us']:.0f} us CPU p99 "
-            f"{_fmt_ms(m['p99_us'])} | redis {r['rps']:.0f} req/s {r['cpu_us']:.0f} us CPU "
+            f"{fmt_ms(m['p99_us'])} | redis {r['rps']:.0f} req/s {r['cpu_us']:.0f} us CPU "
             f"(emulator {r['emulator_cpu_us']:.0f} + redis-server {r['redis_cpu_us']:.0f}) p99 "
-            f"{_fmt_ms(r['p99_us'])} | +{r['cpu_us'] - m['cpu_us']:.0f} us per create, "
+            f"{fmt_ms(r['p99_us'])} | +{r['cpu_us'] - m['cpu_us']:.0f} us per create, "
             f"{r['rps'] / m['rps']:.2f}x the rate")
     data = {"summary": summary, "rounds": runs}
     return SectionResult(data, lines, _markdown(summary, opts), summary=len(PATHS))
@@ -138,15 +135,15 @@ def _markdown(s: dict[str, dict[str, float]], opts: Options) -> str:
             r = s[f"{store}_{mode}"]
             split = (f" ({r['emulator_cpu_us']:.0f} + {r['redis_cpu_us']:.0f})"
                      if store == "redis" else "")
-            rows.append(f"| {label} | {store} | {r['rps']:.0f} | {_fmt_ms(r['p50_us'])} | "
-                        f"{_fmt_ms(r['p99_us'])} | {r['cpu_us']:.0f} µs{split} |")
+            rows.append(f"| {label} | {store} | {r['rps']:.0f} | {fmt_ms(r['p50_us'])} | "
+                        f"{fmt_ms(r['p99_us'])} | {r['cpu_us']:.0f} µs{split} |")
         m, r = s[f"memory_{mode}"], s[f"redis_{mode}"]
         notes.append(f"{label}: Redis adds **{r['cpu_us'] - m['cpu_us']:.0f} µs of CPU per "
                      f"create** ({r['cpu_us'] / m['cpu_us']:.2f}x), of which the emulator's "
                      f"own share (client, script call, decoding) is "
                      f"{r['emulator_cpu_us'] - m['emulator_cpu_us']:.0f} µs; it runs at "
                      f"**{r['rps'] / m['rps']:.2f}x** the in-memory rate, p99 "
-                     f"{_fmt_ms(r['p99_us'])} against {_fmt_ms(m['p99_us'])}.")
+                     f"{fmt_ms(r['p99_us'])} against {fmt_ms(m['p99_us'])}.")
     return "\n".join([
         *rows, "", *(f"- {n}" for n in notes), "",
         f"Load: wrk, 1 thread, {opts.connections} connections, {opts.duration_s} s per "

@@ -32,6 +32,7 @@ from bench.common import (
     SectionResult,
     Server,
     WrkResult,
+    fmt_ms,
     free_port,
     median,
     python_server,
@@ -153,10 +154,6 @@ def _admin(url: str, method: str, path: str) -> Any:
     return json.loads(raw) if raw else None
 
 
-def _socket_errors(result: WrkResult) -> dict[str, int]:
-    return {k: v for k, v in result.errors.items() if k != "status" and v}
-
-
 def _check(who: str, result: WrkResult, max_odd: int) -> int:
     """Only 409s after the first 201: anything else means the run measured something else.
 
@@ -168,14 +165,10 @@ def _check(who: str, result: WrkResult, max_odd: int) -> int:
     conflicts = result.statuses.get(409, 0)
     odd = result.requests - conflicts - 1
     allowed = set(result.statuses) <= {201, 409, 404}
-    if wins < 1 or not 0 <= odd <= max_odd or not allowed or _socket_errors(result):
+    if wins < 1 or not 0 <= odd <= max_odd or not allowed or result.socket_errors:
         raise BenchError(f"{who}: expected one 201 then only 409s, got {result.statuses} for "
-                         f"{result.requests} requests, socket errors {_socket_errors(result)}")
+                         f"{result.requests} requests, socket errors {result.socket_errors}")
     return odd
-
-
-def _fmt_ms(us: float) -> str:
-    return f"{us / 1000:.2f} ms"
 
 
 def _summary(runs: list[WrkResult]) -> dict[str, float]:
@@ -260,7 +253,7 @@ def run(wrk: str, opts: Options) -> SectionResult:
                         odd_answers.append(odd)
                 rounds.append(got)
                 lines.append(f"  round {n}: " + " | ".join(
-                    f"{key} {r.rps:6.0f} req/s p99 {_fmt_ms(r.p99_us)} "
+                    f"{key} {r.rps:6.0f} req/s p99 {fmt_ms(r.p99_us)} "
                     f"{r.cpu_us_per_request:4.0f} us CPU on {_cores(r):.2f} of the core"
                     for key, r in got.items()))
                 print(lines[-1], flush=True)
@@ -269,8 +262,8 @@ def run(wrk: str, opts: Options) -> SectionResult:
     versus = {key: _versus(ours, s[key], [r["emulator"].rps / r[key].rps for r in rounds])
               for key in ("wiremock", "wiremock_static")}
     lines += [
-        *(f"  median {key}: {v['rps']:8.0f} req/s  p50 {_fmt_ms(v['p50_us'])}  p99 "
-          f"{_fmt_ms(v['p99_us'])}  {v['cpu_us']:.0f} us CPU per request "
+        *(f"  median {key}: {v['rps']:8.0f} req/s  p50 {fmt_ms(v['p50_us'])}  p99 "
+          f"{fmt_ms(v['p99_us'])}  {v['cpu_us']:.0f} us CPU per request "
           f"({v['per_core']:.0f} per core), {v['core_share']:.2f} of the core"
           for key, v in s.items()),
         *(f"  emulator/{key}: {v['ratio']:.2f}x req/s, {v['core_ratio']:.2f}x per core (by CPU), "
@@ -348,7 +341,7 @@ def _markdown(d: dict[str, Any], rounds: list[dict[str, WrkResult]], opts: Optio
     for key, label in SIDES:
         v = d[key]
         rows.append(f"| {label.format(v=d['wiremock_version'])} | {v['rps']:.0f} | "
-                    f"{_fmt_ms(v['p50_us'])} | {_fmt_ms(v['p99_us'])} | {_fmt_ms(v['max_us'])} | "
+                    f"{fmt_ms(v['p50_us'])} | {fmt_ms(v['p99_us'])} | {fmt_ms(v['max_us'])} | "
                     f"{v['cpu_us']:.0f} µs | {v['per_core']:.0f} | {v['core_share']:.2f} |")
     verdicts = []
     for key, label in (("wiremock", "templating ids and dates, as the emulator makes them"),
